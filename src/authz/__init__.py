@@ -1,0 +1,3 @@
+"""Policy-as-code authorization for an ML platform."""
+
+__all__: list[str] = []

@@ -1,0 +1,114 @@
+"""Build and run the store's gRPC server: Store, health and reflection on one port."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from store.changes import Notifier
+from store.database import Database, open_database
+from store.schema import migrate
+from store.service import Credentials, StoreServicer
+from store.v1 import store_pb2, store_pb2_grpc
+
+log = logging.getLogger("store.server")
+
+TOKEN_ENV = "AUTHZ_STORE_TOKEN"  # noqa: S105 - the variable name, not a secret
+DEFAULT_TOKEN_FILE = Path("var/store.token")
+SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    listen: str = "127.0.0.1:50052"
+    database_url: str | None = None
+    token: str = ""
+    allow_test_reset: bool = False
+    max_workers: int = 64
+    migrate: bool = True
+
+
+@dataclass
+class StoreServer:
+    server: grpc.Server
+    port: int
+    servicer: StoreServicer
+    db: Database
+
+    def stop(self, grace: float | None = None) -> None:
+        self.server.stop(grace).wait()
+        self.db.dispose()
+
+
+def read_token(token_file: Path | None = None) -> str:
+    """$AUTHZ_STORE_TOKEN, else the token file (default var/store.token), else empty."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    path = token_file or DEFAULT_TOKEN_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    return ""
+
+
+def ensure_token(token_file: Path = DEFAULT_TOKEN_FILE) -> str:
+    """The configured token, or a new random one written to ``token_file`` with mode 0600."""
+    token = read_token(token_file)
+    if token:
+        return token
+    token = secrets.token_urlsafe(32)
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    log.info("generated a store token in %s (mode 0600)", token_file)
+    return token
+
+
+def create_server(config: StoreConfig) -> StoreServer:
+    """A started store server; ``port`` is the one bound (useful with port 0)."""
+    if not config.token:
+        raise ValueError("the store needs a token: set AUTHZ_STORE_TOKEN or a token file")
+    db = open_database(config.database_url)
+    if config.migrate:
+        migrate(db)
+    servicer = StoreServicer(db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="store"),
+        options=[
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+        ],
+    )
+    store_pb2_grpc.add_StoreServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("store serving on %s (database %s)", _with_port(config.listen, port), _safe_url(db.url))
+    return StoreServer(server, port, servicer, db)
+
+
+def _with_port(listen: str, port: int) -> str:
+    host = listen.rsplit(":", 1)[0]
+    return f"{host}:{port}"
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without a password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,356 @@
+"""The gRPC servicer of store.v1.Store: unpack a request, call the repository, pack the reply.
+
+Each RPC runs on a thread of the gRPC server's pool. Shared between them: the Database
+(engines are thread-safe; SQLite writers queue on its lock) and the Notifier. Errors are
+translated to gRPC status codes in one table (:data:`STATUS`), applied by :func:`_boundary`.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from store import convert, repository
+from store.changes import Notifier, compact, current, read_from, record, snapshot
+from store.database import Database
+from store.entities import SPECS, Key
+from store.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RevisionCompacted,
+    StoreError,
+    Unauthenticated,
+)
+from store.importer import import_world
+from store.repository import Change
+from store.v1 import store_pb2, store_pb2_grpc
+from store.world import load_document, parse_world
+
+log = logging.getLogger("store.service")
+
+STATUS: dict[type[StoreError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    RevisionCompacted: grpc.StatusCode.FAILED_PRECONDITION,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    StoreError: grpc.StatusCode.INTERNAL,
+}
+
+WATCH_BATCH = 2000
+SNAPSHOT_CHUNK = 2000
+MAX_PAGE = 1000
+MAX_WORLD_BYTES = 2 << 30
+
+# RPC name -> (operation, entity kind). Everything else is written out below.
+WRITES: dict[str, tuple[str, str]] = {
+    "CreateOrg": ("create", "org"), "DeleteOrg": ("delete", "org"),
+    "CreateUser": ("create", "user"), "UpdateUser": ("update", "user"), "DeleteUser": ("delete", "user"),
+    "CreateCustomRole": ("create", "custom_role"), "UpdateCustomRole": ("update", "custom_role"),
+    "DeleteCustomRole": ("delete", "custom_role"),
+    "CreateTeam": ("create", "team"), "UpdateTeam": ("update", "team"), "DeleteTeam": ("delete", "team"),
+    "AddMember": ("create", "membership"), "ChangeMemberRole": ("update", "membership"),
+    "RemoveMember": ("delete", "membership"),
+    "CreateServiceAccount": ("create", "service_account"), "DeleteServiceAccount": ("delete", "service_account"),
+    "CreateProject": ("create", "project"), "UpdateProject": ("update", "project"),
+    "DeleteProject": ("delete", "project"),
+    "AddProjectMember": ("create", "project_member"), "RemoveProjectMember": ("delete", "project_member"),
+    "CreateRun": ("create", "run"), "UpdateRun": ("update", "run"), "DeleteRun": ("delete", "run"),
+    "CreateSweep": ("create", "sweep"), "DeleteSweep": ("delete", "sweep"),
+    "CreateReport": ("create", "report"), "DeleteReport": ("delete", "report"),
+    "CreateArtifact": ("create", "artifact"), "UpdateArtifact": ("update", "artifact"),
+    "DeleteArtifact": ("delete", "artifact"),
+    "CreateModelRegistry": ("create", "model_registry"), "UpdateModelRegistry": ("update", "model_registry"),
+    "DeleteModelRegistry": ("delete", "model_registry"),
+    "AddModelRegistryAdmin": ("create", "model_registry_admin"),
+    "RemoveModelRegistryAdmin": ("delete", "model_registry_admin"),
+    "CreateRegisteredModel": ("create", "registered_model"), "DeleteRegisteredModel": ("delete", "registered_model"),
+    "CreateModelVersion": ("create", "model_version"), "UpdateModelVersion": ("update", "model_version"),
+    "DeleteModelVersion": ("delete", "model_version"),
+    "CreateRegistry": ("create", "registry"), "UpdateRegistry": ("update", "registry"),
+    "DeleteRegistry": ("delete", "registry"),
+    "AddRegistryMember": ("create", "registry_member"), "ChangeRegistryMemberRole": ("update", "registry_member"),
+    "RemoveRegistryMember": ("delete", "registry_member"),
+    "CreateCollection": ("create", "collection"), "UpdateCollection": ("update", "collection"),
+    "DeleteCollection": ("delete", "collection"),
+    "CreateCollectionVersion": ("create", "collection_version"),
+    "UpdateCollectionVersion": ("update", "collection_version"),
+    "DeleteCollectionVersion": ("delete", "collection_version"),
+}  # fmt: skip
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status and message for an exception raised while serving a call."""
+    if isinstance(exc, StoreError):
+        for cls in type(exc).__mro__:
+            if cls in STATUS:
+                return STATUS[cls], str(exc)
+    if isinstance(exc, IntegrityError):
+        # Two writers raced for the same key (PostgreSQL); the loser sees the constraint.
+        text = str(exc.orig)
+        if "unique" in text.lower() or "duplicate" in text.lower():
+            return grpc.StatusCode.ALREADY_EXISTS, f"already exists: {text.splitlines()[0]}"
+        return grpc.StatusCode.FAILED_PRECONDITION, f"refused by the database: {text.splitlines()[0]}"
+    if isinstance(exc, OperationalError):
+        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry"
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the store's log"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The bearer token callers must present. Compared in constant time; never logged."""
+
+    token: str
+
+    def check(self, context: grpc.ServicerContext) -> None:
+        presented = ""
+        for key, value in context.invocation_metadata():
+            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+                presented = value[len("Bearer ") :]
+        if not presented:
+            raise Unauthenticated("missing bearer token: send metadata 'authorization: Bearer <token>'")
+        if not hmac.compare_digest(presented.encode(), self.token.encode()):
+            raise Unauthenticated("invalid bearer token")
+
+
+def _boundary(method: F) -> F:
+    """Authenticate the call, then translate our errors into gRPC status codes."""
+
+    @functools.wraps(method)
+    def unary(self: StoreServicer, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            self.credentials.check(context)
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status, never a crash
+            _abort(context, exc)
+
+    @functools.wraps(method)
+    def streaming(self: StoreServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            self.credentials.check(context)
+            yield from method(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            _abort(context, exc)
+
+    import inspect
+
+    return streaming if inspect.isgeneratorfunction(method) else unary  # type: ignore[return-value]
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
+    code, message = status_of(exc)
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE):
+        log.error("store call failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    context.abort(code, message)
+
+
+def _key(kind: str, message: Any) -> Key:
+    spec = SPECS[kind]
+    if spec.key == ("id",) or isinstance(message, store_pb2.Key):
+        return (message.id,)
+    return tuple(getattr(message, name) for name in spec.key)
+
+
+class StoreServicer(store_pb2_grpc.StoreServicer):
+    def __init__(
+        self, db: Database, credentials: Credentials, notifier: Notifier, *, allow_test_reset: bool = False
+    ) -> None:
+        self.db = db
+        self.credentials = credentials
+        self.notifier = notifier
+        self.allow_test_reset = allow_test_reset
+
+    def write(self, work: Callable[[Session], list[Change]]) -> int:
+        """Run ``work`` in one transaction, give its changes the next revision, commit."""
+        with self.db.writing() as session:
+            changes = work(session)
+            revision = record(session, changes)
+        if changes:
+            self.notifier.committed(revision)
+        return revision
+
+    # -- special writes --
+
+    @_boundary
+    def SetStorageBucket(self, request: Any, context: Any) -> store_pb2.WriteResponse:
+        repository.check_id(request.team, "team")
+        if not request.bucket:
+            raise InvalidArgument("must not be empty; a bucket, once set, cannot be removed (T8)", path="bucket")
+        revision = self.write(
+            lambda s: repository.set_fields(s, "team", (request.team,), storage_bucket=request.bucket)
+        )
+        return store_pb2.WriteResponse(revision=revision)
+
+    @_boundary
+    def MoveRun(self, request: Any, context: Any) -> store_pb2.WriteResponse:
+        repository.check_id(request.id, "id")
+        repository.check_id(request.project, "project")
+        # E4a: the creator stays; only the project changes.
+        revision = self.write(lambda s: repository.set_fields(s, "run", (request.id,), project=request.project))
+        return store_pb2.WriteResponse(revision=revision)
+
+    @_boundary
+    def SetModelRegistryState(self, request: Any, context: Any) -> store_pb2.WriteResponse:
+        repository.check_id(request.team, "team")
+        revision = self.write(
+            lambda s: repository.set_fields(s, "model_registry", (request.team,), state=request.state)
+        )
+        return store_pb2.WriteResponse(revision=revision)
+
+    # -- reads --
+
+    @_boundary
+    def Get(self, request: Any, context: Any) -> store_pb2.GetResponse:
+        spec = repository.spec_of(request.kind)
+        key = tuple(request.id.split("/"))
+        if len(key) != len(spec.key) or not all(key):
+            raise InvalidArgument(f"a {spec.kind} is named by {'/'.join(spec.key)}", path="id")
+        with self.db.reading() as session:
+            row = repository.require_row(session, spec.kind, key)
+            revision = current(session)[0]
+        return store_pb2.GetResponse(entity=convert.entity(spec.kind, row), revision=revision)
+
+    @_boundary
+    def List(self, request: Any, context: Any) -> store_pb2.ListResponse:
+        spec = repository.spec_of(request.kind)
+        size = request.page_size or 100
+        if not 0 < size <= MAX_PAGE:
+            raise InvalidArgument(f"must be between 1 and {MAX_PAGE}", path="page_size")
+        after: Key | None = None
+        if request.page_token:
+            try:
+                after = tuple(json.loads(base64.urlsafe_b64decode(request.page_token)))
+            except ValueError:
+                raise InvalidArgument("is not a token this store issued", path="page_token") from None
+        with self.db.reading() as session:
+            rows = list(repository.iter_rows(session, spec.kind, after=after, limit=size + 1))
+            revision = current(session)[0]
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = base64.urlsafe_b64encode(json.dumps(spec.key_of(rows[-1])).encode()).decode()
+        return store_pb2.ListResponse(
+            entities=[convert.entity(spec.kind, r) for r in rows], next_page_token=token, revision=revision
+        )
+
+    @_boundary
+    def GetRevision(self, request: Any, context: Any) -> store_pb2.RevisionResponse:
+        with self.db.reading() as session:
+            revision, oldest = current(session)
+        return store_pb2.RevisionResponse(revision=revision, oldest_retained=oldest)
+
+    # -- bulk and streams --
+
+    @_boundary
+    def ImportWorld(self, request_iterator: Iterable[Any], context: Any) -> store_pb2.ImportWorldResponse:
+        chunks: list[bytes] = []
+        replace = False
+        name = "world"
+        size = 0
+        for i, part in enumerate(request_iterator):
+            if i == 0:
+                replace, name = part.replace, part.name or name
+            size += len(part.chunk)
+            if size > MAX_WORLD_BYTES:
+                raise InvalidArgument(f"{name}: the document is larger than {MAX_WORLD_BYTES} bytes")
+            chunks.append(part.chunk)
+        if replace and not self.allow_test_reset:
+            raise PermissionDenied("replacing the whole store needs a store started with --allow-test-reset")
+        rows = parse_world(load_document(b"".join(chunks), name))
+        result: dict[str, int] = {}
+
+        def work(session: Session) -> list[Change]:
+            outcome = import_world(session, rows, replace=replace)
+            result.update(created=outcome.created, unchanged=outcome.unchanged)
+            return outcome.changes
+
+        revision = self.write(work)
+        log.info("imported %s: %d created, %d unchanged, revision %d", name, result["created"],
+                 result["unchanged"], revision)  # fmt: skip
+        return store_pb2.ImportWorldResponse(revision=revision, **result)
+
+    @_boundary
+    def Watch(self, request: Any, context: grpc.ServicerContext) -> Iterator[store_pb2.WatchResponse]:
+        if request.after_revision < 0:
+            raise InvalidArgument("must be 0 or more", path="after_revision")
+        after, seq = request.after_revision, -1  # resume point: inside revision after+1, past seq
+        while context.is_active():
+            with self.db.reading() as session:
+                batch = read_from(session, after, seq, WATCH_BATCH)
+            if not batch:
+                if seq >= 0:  # the revision we were inside ended exactly at the batch limit
+                    yield store_pb2.WatchResponse(revision=after + 1, revision_complete=True)
+                    after, seq = after + 1, -1
+                    continue
+                self.notifier.wait_beyond(after, 0.25)
+                continue
+            groups: list[tuple[int, list[store_pb2.Change]]] = []
+            for logged in batch:
+                if not groups or groups[-1][0] != logged.revision:
+                    groups.append((logged.revision, []))
+                c = logged.change
+                groups[-1][1].append(convert.change(c.op, c.kind, c.data))
+            if seq >= 0 and groups[0][0] != after + 1:
+                yield store_pb2.WatchResponse(revision=after + 1, revision_complete=True)
+            full = len(batch) == WATCH_BATCH
+            for index, (revision, changes) in enumerate(groups):
+                complete = not (full and index == len(groups) - 1)
+                yield store_pb2.WatchResponse(revision=revision, changes=changes, revision_complete=complete)
+            last = batch[-1]
+            if full:
+                after, seq = last.revision - 1, last.seq
+            else:
+                after, seq = last.revision, -1
+
+    @_boundary
+    def Snapshot(self, request: Any, context: grpc.ServicerContext) -> Iterator[store_pb2.SnapshotChunk]:
+        with self.db.reading(consistent=True) as session:
+            revision, rows = snapshot(session)
+            chunk: list[store_pb2.Entity] = []
+            for kind, row in rows:
+                chunk.append(convert.entity(kind, row))
+                if len(chunk) >= SNAPSHOT_CHUNK:
+                    yield store_pb2.SnapshotChunk(revision=revision, entities=chunk)
+                    chunk = []
+            yield store_pb2.SnapshotChunk(revision=revision, entities=chunk, last=True)
+
+    def compact(self, keep_after: int) -> int:
+        with self.db.writing() as session:
+            return compact(session, keep_after)
+
+
+def _make_write(name: str, op: str, kind: str) -> Callable[..., store_pb2.WriteResponse]:
+    def handler(self: StoreServicer, request: Any, context: Any) -> store_pb2.WriteResponse:
+        if op == "delete":
+            key = _key(kind, request)
+            revision = self.write(lambda s: repository.remove(s, kind, key))
+        else:
+            values = convert.message_to_values(request)
+            action = repository.create if op == "create" else repository.update
+            revision = self.write(lambda s: action(s, kind, values))
+        return store_pb2.WriteResponse(revision=revision)
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = f"{op.capitalize()} a {kind.replace('_', ' ')}; returns the revision it committed at."
+    return _boundary(handler)
+
+
+for _name, (_op, _kind) in WRITES.items():
+    setattr(StoreServicer, _name, _make_write(_name, _op, _kind))

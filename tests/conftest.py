@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 
+from authz.client import Client
+from authz.server import DecisionServer, ServerConfig
+from authz.server import create_server as create_decision_server
 from store.client import StoreClient
 from store.database import Database, open_database
 from store.schema import migrate
@@ -81,3 +86,48 @@ def store_server(database_url: str) -> Iterator[StoreServer]:
 def store_client(store_server: StoreServer) -> Iterator[StoreClient]:
     with StoreClient(f"127.0.0.1:{store_server.port}", TOKEN) as client:
         yield client
+
+
+POLICIES = ROOT / "policies"
+DEMO_WORLD = ROOT / "examples" / "demo-world.yaml"
+
+
+@dataclass
+class Stack:
+    """A store and a decision service, both real, on free loopback ports."""
+
+    store: StoreServer
+    decision: DecisionServer
+    store_client: StoreClient
+    client: Client
+    policies: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.decision.port}"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """Both services over a SQLite store holding the demo world, with a private copy of policies/."""
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    store = create_server(
+        StoreConfig(listen="127.0.0.1:0", database_url=f"sqlite:///{tmp_path / 'store.db'}", token=TOKEN,
+                    allow_test_reset=True)
+    )  # fmt: skip
+    store_client = StoreClient(f"127.0.0.1:{store.port}", TOKEN)
+    revision = store_client.import_world(DEMO_WORLD.read_bytes()).revision
+    decision = create_decision_server(
+        ServerConfig(listen="127.0.0.1:0", store=f"127.0.0.1:{store.port}", store_token=TOKEN, policies=policies,
+                     reload_interval=0.1)
+    )  # fmt: skip
+    assert decision.replica.wait_for(revision, 30)
+    client = Client(f"127.0.0.1:{decision.port}")
+    try:
+        yield Stack(store, decision, store_client, client, policies)
+    finally:
+        client.close()
+        store_client.close()
+        decision.stop(0)
+        store.stop(0)

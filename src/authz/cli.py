@@ -172,10 +172,45 @@ def world_load(file: Path, store_address: str, replace: bool, token_file: Path |
     click.echo(f"{file}: {result.created} created, {result.unchanged} unchanged, at revision {result.revision}")
 
 
-# ---- up ---------------------------------------------------------------------------------------
+# ---- decision service -------------------------------------------------------------------------
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+policies_option = click.option(
+    "--policies",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("policies"),
+    show_default=True,
+    help="Policy directory (model.conf and *.csv); edits are picked up live.",
+)
+
+
+@main.command("serve")
+@click.option("--listen", default=DEFAULT_SERVER, show_default=True, help="Address to listen on.")
+@click.option("--store", "store_address", default=DEFAULT_STORE, show_default=True, help="Store address.")
+@policies_option
+@token_file_option
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
+def serve(listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None) -> None:
+    """Run the decision service: follow the store, answer Check and BatchCheck."""
+    from authz.errors import PolicyError
+    from authz.server import ServerConfig, create_server
+
+    try:
+        server = create_server(
+            ServerConfig(
+                listen=listen, store=store_address, store_token=_store_token(token_file), policies=policies,
+                audit_log=audit_log,
+            )
+        )  # fmt: skip
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy does not load: {exc}") from None
+    click.echo(f"decision service listening on {listen.rsplit(':', 1)[0]}:{server.port}", err=True)
+    _wait_for_signal()
+    server.stop(grace=2)
 
 
 @main.command("up")
+@click.option("--port", default=50051, show_default=True, help="Port of the decision service (loopback).")
 @click.option("--store-port", default=50052, show_default=True, help="Port of the store service (loopback).")
 @database_url_option
 @click.option(
@@ -185,14 +220,27 @@ def world_load(file: Path, store_address: str, replace: bool, token_file: Path |
     show_default=True,
     help="World to load at start (skipped when the file does not exist).",
 )
+@policies_option
 @click.option("--allow-test-reset", is_flag=True, help="Let ImportWorld replace the whole content.")
-def up(store_port: int, database_url: str | None, world: Path, allow_test_reset: bool) -> None:
-    """Start the store (SQLite by default) with the demo world loaded, and print example calls."""
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
+def up(
+    port: int,
+    store_port: int,
+    database_url: str | None,
+    world: Path,
+    policies: Path,
+    allow_test_reset: bool,
+    audit_log: Path | None,
+) -> None:
+    """Start the store (SQLite by default) and the decision service, load the demo world, print examples."""
+    from authz.errors import PolicyError
+    from authz.server import ServerConfig
+    from authz.server import create_server as create_decision_server
     from store.client import StoreClient
     from store.server import StoreConfig, create_server, ensure_token
 
     token = ensure_token(DEFAULT_TOKEN_FILE)
-    server = create_server(
+    store_server = create_server(
         StoreConfig(
             listen=f"127.0.0.1:{store_port}",
             database_url=database_url,
@@ -200,30 +248,133 @@ def up(store_port: int, database_url: str | None, world: Path, allow_test_reset:
             allow_test_reset=allow_test_reset,
         )
     )
-    address = f"127.0.0.1:{server.port}"
+    store_address = f"127.0.0.1:{store_server.port}"
+    decision_server = None
     try:
+        revision = 0
         if world.is_file():
-            with StoreClient(address, token) as client:
+            with StoreClient(store_address, token) as client:
                 result = client.import_world(world.read_bytes(), name=str(world))
+            revision = result.revision
             click.echo(f"loaded {world}: {result.created} created, {result.unchanged} unchanged, "
                        f"revision {result.revision}")  # fmt: skip
-        click.echo(_examples(address))
+        decision_server = create_decision_server(
+            ServerConfig(
+                listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
+                audit_log=audit_log,
+            )
+        )  # fmt: skip
+        decision_server.replica.wait_for(revision, 60)
+        address = f"127.0.0.1:{decision_server.port}"
+        click.echo(_examples(address, store_address))
         _wait_for_signal()
+    except PolicyError as exc:
+        raise click.ClickException(f"the policy does not load: {exc}") from None
     except grpc.RpcError as exc:
         raise _fail_rpc(exc) from None
     finally:
-        server.stop(grace=1)
+        if decision_server is not None:
+            decision_server.stop(grace=1)
+        store_server.stop(grace=1)
 
 
-def _examples(store_address: str) -> str:
+def _examples(address: str, store_address: str) -> str:
+    check = f".venv/bin/authz check --server {address}"
     return f"""
-store.v1.Store is serving on {store_address} (token in {DEFAULT_TOKEN_FILE}). Try, in another shell:
+Ready: authz.v1.Authorizer on {address}, store.v1.Store on {store_address} (token in {DEFAULT_TOKEN_FILE}).
+Try, in another shell:
 
-  .venv/bin/authz world load {DEMO_WORLD} --store {store_address}      # idempotent: 0 created
-  grpcurl -plaintext -H "authorization: Bearer $(cat {DEFAULT_TOKEN_FILE})" \\
-      -d '{{"kind": "team"}}' {store_address} store.v1.Store/List
+  {check} user:carol report.edit report:rep-weekly-vision --explain   # allowed: her own report (RP3)
+  {check} user:dave report.edit report:rep-weekly-vision              # denied: not his (RP3)
+  {check} user:dave run.delete run:run-seg-moved                      # denied: moved run (E4a)
+  {check} service_account:vision-ci run.attribute project:vision-detection -c username=carol   # E9
+  {check} user:dave model_registry.add_alias model_registry:vision -c alias=production        # M1a
+  {check} anonymous report.view report:rep-benchmarks --json          # public project (RP1)
+  grpcurl -plaintext -d '{{"subject": {{"kind": "user", "id": "trent"}}, "action": "run.create",
+      "resource": {{"kind": "project", "id": "platform-playground"}}}}' {address} authz.v1.Authorizer/Check
 
-Press Ctrl-C to stop."""
+Edit a file in policies/ and the service reloads it. Press Ctrl-C to stop."""
+
+
+@main.command("check")
+@click.argument("subject")
+@click.argument("action")
+@click.argument("resource")
+@click.option("-c", "--context", "context", multiple=True, metavar="KEY=VALUE", help="A context value (repeatable).")
+@click.option("--explain", is_flag=True, help="Show the facts and every rule considered.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.option("--server", default=DEFAULT_SERVER, show_default=True, help="Decision service address.")
+@click.option("--min-revision", type=int, default=0, help="Wait until the service has this store revision.")
+def check(
+    subject: str, action: str, resource: str, context: tuple[str, ...], explain: bool, as_json: bool, server: str,
+    min_revision: int,
+) -> None:  # fmt: skip
+    """Ask whether SUBJECT (user:bob, service_account:ci, anonymous) may do ACTION on RESOURCE (kind:id).
+
+    Exits 0 when allowed, 3 when denied.
+    """
+    import json
+
+    from authz.client import Client
+
+    values: dict[str, str] = {}
+    for item in context:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-c/--context")
+        values[key] = value
+    try:
+        with Client(server) as client:
+            decision = client.check(subject, action, resource, values, min_revision=min_revision, explain=explain)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    except grpc.RpcError as exc:
+        raise _fail_rpc(exc) from None
+    if as_json:
+        click.echo(json.dumps({
+            "allowed": decision.allowed, "reason": decision.reason, "rules": list(decision.rules),
+            "policy_lines": list(decision.policy_lines), "revision": decision.revision,
+            "policy_version": decision.policy_version, **({"explanation": decision.explanation} if explain else {}),
+        }, indent=2))  # fmt: skip
+    else:
+        verdict = (
+            click.style("ALLOWED", fg="green", bold=True)
+            if decision.allowed
+            else click.style("DENIED", fg="red", bold=True)
+        )
+        click.echo(f"{verdict}  {subject} {action} {resource}")
+        click.echo(f"  reason:   {decision.reason}")
+        click.echo(f"  rules:    {', '.join(decision.rules) or '-'}")
+        click.echo(f"  policy:   {', '.join(decision.policy_lines) or '-'}")
+        click.echo(f"  at:       store revision {decision.revision}, policy version {decision.policy_version}")
+        if explain and decision.explanation:
+            click.echo("  explanation:")
+            for line in decision.explanation.splitlines():
+                click.echo(f"    {line}")
+    sys.exit(0 if decision.allowed else 3)
+
+
+@main.group()
+def policy() -> None:
+    """Policies: lint them offline."""
+
+
+@policy.command("lint")
+@click.argument("directory", type=click.Path(path_type=Path), default=Path("policies"), required=False)
+def policy_lint(directory: Path) -> None:
+    """Check the policy in DIRECTORY (default policies/) as the service would before loading it."""
+    from authz.engine import CasbinEngine
+    from authz.errors import PolicyError
+    from authz.policy import load_policy
+
+    try:
+        loaded = load_policy(directory)
+        CasbinEngine(loaded)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    rules = sorted({line.rule for line in loaded.p_lines})
+    click.echo(f"{directory}: ok, version {loaded.version}: {len(loaded.p_lines)} rules lines for "
+               f"{len(loaded.actions)} actions, {len(rules)} rule ids")  # fmt: skip
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m authz.cli`

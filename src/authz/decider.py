@@ -1,0 +1,321 @@
+"""The path of one decision: validate, wait for the revision, resolve facts, ask the engine, explain.
+
+``Decider.check`` never raises for a deny and never allows on failure: any unexpected error
+while deciding gives ``allowed=False`` with a reason (fail closed). It raises only for a
+malformed request (InvalidRequest) or a min_revision it cannot reach in time.
+
+Shared between gRPC threads: the Decider (immutable apart from the engine reference, which is
+swapped whole by :class:`EngineHolder`) and the Replica (see its lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from authz import resolver
+from authz.engine import CasbinEngine, Engine, Verdict, custom_role_lines
+from authz.errors import InvalidRequest, RevisionUnavailable
+from authz.policy import Line, Policy
+from authz.replica import Replica
+from authz.state import WorldState
+
+log = logging.getLogger("authz.decider")
+
+MAX_ID = 256
+MAX_CONTEXT = 32
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*\Z")
+ACTION = re.compile(r"[a-z_]+\.[a-z_]+\Z")
+CONTEXT_KEY = re.compile(r"[a-z_]{1,64}\Z")
+MAX_CONTEXT_VALUE = 256
+
+
+@dataclass(frozen=True)
+class Request:
+    subject_kind: str
+    subject_id: str
+    action: str
+    resource_kind: str
+    resource_id: str
+    context: Mapping[str, str] = field(default_factory=dict)
+    min_revision: int = 0
+    explain: bool = False
+
+    @property
+    def subject(self) -> str:
+        return "anonymous" if self.subject_kind == "anonymous" else f"{self.subject_kind}:{self.subject_id}"
+
+    @property
+    def resource(self) -> str:
+        return f"{self.resource_kind}:{self.resource_id}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    rules: tuple[str, ...] = ()
+    policy_lines: tuple[str, ...] = ()
+    revision: int = 0
+    policy_version: str = ""
+    explanation: str = ""
+
+
+def validate(request: Request, prefix: str = "") -> None:
+    """Raise InvalidRequest naming the field of a malformed request (G3: malformed is an error)."""
+    if request.subject_kind not in resolver.SUBJECT_KINDS:
+        raise InvalidRequest(
+            f"{prefix}subject.kind", f"{request.subject_kind!r} is not one of {', '.join(resolver.SUBJECT_KINDS)}"
+        )
+    if request.subject_kind == "anonymous":
+        if request.subject_id:
+            raise InvalidRequest(f"{prefix}subject.id", "must be empty for an anonymous subject")
+    else:
+        _check_id(request.subject_id, f"{prefix}subject.id")
+    if not ACTION.match(request.action):
+        raise InvalidRequest(f"{prefix}action", f"{request.action!r} is not an action like report.edit")
+    if not re.fullmatch(r"[a-z_]{1,64}", request.resource_kind):
+        raise InvalidRequest(f"{prefix}resource.kind", f"{request.resource_kind!r} is not a resource kind")
+    _check_id(request.resource_id, f"{prefix}resource.id")
+    if len(request.context) > MAX_CONTEXT:
+        raise InvalidRequest(f"{prefix}context", f"has {len(request.context)} entries; the limit is {MAX_CONTEXT}")
+    for key, value in request.context.items():
+        if not CONTEXT_KEY.match(key):
+            raise InvalidRequest(f"{prefix}context", f"key {key!r} is not a name like alias or artifact_type")
+        if len(value) > MAX_CONTEXT_VALUE:
+            raise InvalidRequest(f"{prefix}context.{key}", f"is longer than {MAX_CONTEXT_VALUE} characters")
+    if request.min_revision < 0:
+        raise InvalidRequest(f"{prefix}min_revision", "must be 0 or more")
+
+
+def _check_id(value: str, field_name: str) -> None:
+    if not value:
+        raise InvalidRequest(field_name, "must not be empty")
+    if len(value) > MAX_ID:
+        raise InvalidRequest(field_name, f"is {len(value)} characters long; the limit is {MAX_ID}")
+    if not ID.match(value):
+        raise InvalidRequest(field_name, f"{value!r} has characters ids cannot have (letters, digits, . _ @ + -)")
+
+
+class EngineHolder:
+    """The engine for the current policy and the replica's custom roles, rebuilt when either changes."""
+
+    def __init__(self, policy: Policy, factory: Callable[[Policy], Engine] = CasbinEngine) -> None:
+        self._factory = factory
+        self._policy = policy
+        self._roles: tuple[dict[str, Any], ...] = ()
+        self._engine = factory(policy)
+        self._lock = threading.Lock()
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap in a new policy (already validated); custom-role lines are generated for it."""
+        engine = self._factory(policy.with_lines(custom_role_lines(policy, self._roles)))
+        with self._lock:
+            self._policy = policy
+            self._engine = engine
+
+    def engine_for(self, state: WorldState) -> Engine:
+        """The engine to use for ``state`` (call with the replica's lock held)."""
+        if state.custom_roles_changed:
+            roles = tuple(dict(row) for row in state.rows["custom_role"].values())
+            with self._lock:
+                self._roles = roles
+                self._engine = self._factory(self._policy.with_lines(custom_role_lines(self._policy, roles)))
+            state.custom_roles_changed = False
+        return self._engine
+
+
+class Decider:
+    """Answers checks from a replica and a policy."""
+
+    def __init__(self, replica: Replica, engines: EngineHolder) -> None:
+        self.replica = replica
+        self.engines = engines
+
+    def check(self, request: Request, *, timeout: float | None = None, prefix: str = "") -> Decision:
+        validate(request, prefix)
+        if request.min_revision > self.replica.revision and not self.replica.wait_for(request.min_revision, timeout):
+            raise RevisionUnavailable(
+                f"the replica is at revision {self.replica.revision}; revision {request.min_revision} was not "
+                "reached before the deadline (is the store reachable?)"
+            )
+        return self.decide(request)
+
+    def decide(self, request: Request) -> Decision:
+        """A validated request, at the replica's current revision; fail closed."""
+        version = self.engines.policy.version
+        try:
+            with self.replica.reading() as state:
+                engine = self.engines.engine_for(state)
+                decision = _Evaluation(engine, state, request).run()
+                return _finish(decision, state.revision, engine.policy.version, request.explain)
+        except Exception as exc:
+            log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
+            return Decision(
+                False,
+                f"denied: internal error while deciding ({type(exc).__name__}); failing closed",
+                revision=self.replica.revision,
+                policy_version=version,
+            )
+
+
+def _finish(decision: Decision, revision: int, version: str, explain: bool) -> Decision:
+    return Decision(
+        decision.allowed,
+        decision.reason,
+        decision.rules,
+        decision.policy_lines,
+        revision,
+        version,
+        decision.explanation if explain else "",
+    )
+
+
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _describe(line: Line) -> str:
+    return f"{line.rule} ({line.act} for {line.role} when {line.cond})"
+
+
+class _Evaluation:
+    """One decision, with its prerequisites (g3), against one state."""
+
+    def __init__(self, engine: Engine, state: WorldState, request: Request) -> None:
+        self.engine = engine
+        self.state = state
+        self.request = request
+        self.notes: list[str] = []
+
+    def run(self) -> Decision:
+        r = self.request
+        policy = self.engine.policy
+        if r.action not in policy.actions:
+            return Decision(False, f"denied: unknown action {r.action} (G3)")
+        if r.resource_kind not in policy.kinds:
+            return Decision(False, f"denied: unknown resource kind {r.resource_kind} (G3)")
+        if not self.engine.applies(r.action, r.resource_kind):
+            kinds = " or ".join(self.engine.applies_to(r.action))
+            return Decision(False, f"denied: {r.action} applies to {kinds} resources, not {r.resource_kind} (G3)")
+        if not resolver.subject_exists(self.state, r.subject_kind, r.subject_id):
+            return Decision(False, f"denied: unknown subject {r.subject} (G3)")
+        target = resolver.resource(self.state, r.resource_kind, r.resource_id)
+        if target is None:
+            return Decision(False, f"denied: unknown resource {r.resource} (G3)")
+        return self._decide(r.action, target, depth=0)
+
+    def _decide(self, action: str, target: resolver.Resource, depth: int) -> Decision:
+        r = self.request
+        gate_rules: list[str] = []
+        gate_lines: list[str] = []
+        for needed in self.engine.requires(action):
+            on = target
+            if not self.engine.applies(needed, target.facts["kind"]):
+                project = resolver.resource(self.state, "project", target.project) if target.project else None
+                if project is None:
+                    return Decision(False, f"denied: {action} needs {needed}, which does not apply here")
+                on = project
+            if depth > 4:
+                return Decision(False, "denied: prerequisites nest too deep (policy error)")
+            first = self._decide(needed, on, depth + 1)
+            if not first.allowed:
+                rule = "P0" if needed == "project.view" else None
+                rules = (rule,) if rule else first.rules
+                where = f"{on.facts['ref']}"
+                suffix = ", so may do nothing in it (P0)" if rule else f", which {action} requires"
+                return Decision(
+                    False,
+                    f"denied: {r.subject} may not {needed} {where}{suffix}. {first.reason}",
+                    rules,
+                    first.policy_lines,
+                    explanation=first.explanation,
+                )
+            gate_rules += first.rules
+            gate_lines += first.policy_lines
+        sub = resolver.subject(self.state, r.subject_kind, r.subject_id, target)
+        verdict = self.engine.evaluate(sub, target.facts, action, r.context)
+        explanation = _explain(action, sub, target.facts, verdict) if r.explain else ""
+        return _decision_of(
+            r=r, action=action, target=target, sub=sub, verdict=verdict, gate_rules=gate_rules,
+            gate_lines=gate_lines, explanation=explanation,
+        )  # fmt: skip
+
+
+def _decision_of(
+    *,
+    r: Request,
+    action: str,
+    target: resolver.Resource,
+    sub: dict[str, Any],
+    verdict: Verdict,
+    gate_rules: list[str],
+    gate_lines: list[str],
+    explanation: str,
+) -> Decision:
+    ref = target.facts["ref"]
+    if verdict.allowed:
+        granted = verdict.granted
+        reason = f"allowed: {r.subject} may {action} {ref} by " + "; ".join(
+            f"{_describe(line)} at {line.source}" for line in granted
+        )
+        return Decision(
+            True,
+            reason,
+            _unique([line.rule for line in granted] + gate_rules),
+            _unique([line.source for line in granted] + gate_lines),
+            explanation=explanation,
+        )
+    if verdict.missing:
+        readers = [line for line in verdict.candidates if f"r.ctx.{verdict.missing}" in line.cond]
+        return Decision(
+            False,
+            f"denied: {action} reads context value {verdict.missing!r}, which was not given (G7)",
+            _unique([line.rule for line in readers] or ["G7"]),
+            _unique([line.source for line in readers]),
+            explanation=explanation,
+        )
+    if verdict.denied:
+        return Decision(
+            False,
+            f"denied: {r.subject} may not {action} {ref}: "
+            + "; ".join(f"{line.rule} denies when {line.cond} ({line.source})" for line in verdict.denied),
+            _unique([line.rule for line in verdict.denied]),
+            _unique([line.source for line in verdict.denied]),
+            explanation=explanation,
+        )
+    roles = ", ".join(sorted(sub["roles"]))
+    rules = _unique([line.rule for line in verdict.candidates if line.eft == "allow"])
+    return Decision(
+        False,
+        f"denied: no rule grants {action} on {ref} to {r.subject} (holds {roles}; "
+        f"{action} is granted by {', '.join(rules) or 'no rule'})",
+        rules,
+        _unique([line.source for line in verdict.candidates if line.eft == "allow"]),
+        explanation=explanation,
+    )
+
+
+def _explain(action: str, sub: dict[str, Any], obj: dict[str, Any], verdict: Verdict) -> str:
+    def show(facts: dict[str, Any]) -> str:
+        parts = []
+        for key, value in facts.items():
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            parts.append(f"{key}={value}")
+        return ", ".join(parts)
+
+    matched = set(verdict.granted) | set(verdict.denied)
+    lines = [f"subject: {show(sub)}", f"resource: {show(obj)}", f"rules for {action}:"]
+    for line in verdict.candidates:
+        mark = "matched" if line in matched else "-"
+        lines.append(f"  [{mark}] {line.eft} {_describe(line)}  {line.source}")
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""Build and run the decision service: Authorizer, health and reflection on one port.
+
+Health: "" and "authz.v1.Authorizer" are SERVING once a policy is loaded and the replica has
+its first snapshot; "authz.v1.Authorizer/policy" is NOT_SERVING while the last policy edit was
+refused, with the error in the `policy-error` trailing metadata of its health Check.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from authz.audit import AuditLog
+from authz.decider import Decider, EngineHolder
+from authz.policy import load_policy
+from authz.reloader import PolicyReloader
+from authz.replica import Replica
+from authz.service import AuthorizerServicer
+from authz.v1 import authorizer_pb2, authorizer_pb2_grpc
+from store.client import StoreClient
+
+log = logging.getLogger("authz.server")
+
+SERVICE_NAME = authorizer_pb2.DESCRIPTOR.services_by_name["Authorizer"].full_name
+POLICY_HEALTH = f"{SERVICE_NAME}/policy"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:50051"
+    store: str = "127.0.0.1:50052"
+    store_token: str = ""
+    policies: Path = Path("policies")
+    audit_log: Path | None = None
+    max_workers: int = 32
+    reload_interval: float = 0.25
+
+
+class _Health(health.HealthServicer):  # type: ignore[misc]
+    """Standard health, plus the refused policy's error as trailing metadata."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policy_error = ""
+
+    def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> object:
+        if request.service == POLICY_HEALTH and self.policy_error:
+            context.set_trailing_metadata((("policy-error", self.policy_error.encode("ascii", "replace").decode()),))
+        return super().Check(request, context)
+
+
+@dataclass
+class DecisionServer:
+    server: grpc.Server
+    port: int
+    decider: Decider
+    replica: Replica
+    reloader: PolicyReloader
+    health: _Health
+    executor: futures.ThreadPoolExecutor
+    audit: AuditLog | None
+    store_client: StoreClient
+
+    def stop(self, grace: float | None = None) -> None:
+        self.server.stop(grace).wait()
+        self.reloader.stop()
+        self.replica.stop()
+        self.store_client.close()
+        self.executor.shutdown(wait=True)
+        if self.audit is not None:
+            self.audit.close()
+
+    def update_health(self) -> None:
+        serving = self.replica.synced.is_set()
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+        self.health.policy_error = self.reloader.error
+        self.health.set(
+            POLICY_HEALTH,
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if self.reloader.error
+            else health_pb2.HealthCheckResponse.SERVING,
+        )
+
+
+def create_server(config: ServerConfig) -> DecisionServer:
+    """A started decision service; the policy must load (PolicyError otherwise)."""
+    policy = load_policy(config.policies)
+    holder = EngineHolder(policy)
+    client = StoreClient(config.store, config.store_token)
+    replica = Replica(client)
+    decider = Decider(replica, holder)
+    audit = AuditLog(config.audit_log) if config.audit_log else None
+    executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
+    server = grpc.server(executor)
+    authorizer_pb2_grpc.add_AuthorizerServicer_to_server(AuthorizerServicer(decider, audit=audit), server)
+    health_servicer = _Health()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(config.listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {config.listen}")
+    reloader = PolicyReloader(Path(config.policies), holder, interval=config.reload_interval)
+    running = DecisionServer(server, port, decider, replica, reloader, health_servicer, executor, audit, client)
+    reloader._on_change = running.update_health
+    running.update_health()
+    server.start()
+    replica.start()
+    reloader.start()
+    threading.Thread(target=_health_when_synced, args=(running,), name="health", daemon=True).start()
+    log.info("decision service on %s:%d, policy %s, store %s", config.listen.rsplit(":", 1)[0], port,
+             policy.version, config.store)  # fmt: skip
+    return running
+
+
+def _health_when_synced(running: DecisionServer) -> None:
+    running.replica.synced.wait()
+    running.update_health()

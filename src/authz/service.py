@@ -1,0 +1,109 @@
+"""The gRPC servicer of authz.v1.Authorizer: unpack, ask the Decider, pack.
+
+Errors map to statuses in one table (:data:`STATUS`). A deny is a normal response.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+
+from authz.audit import AuditLog
+from authz.decider import Decider, Decision, Request
+from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, RevisionUnavailable, Unauthenticated
+from authz.v1 import authorizer_pb2 as pb
+from authz.v1 import authorizer_pb2_grpc
+
+log = logging.getLogger("authz.service")
+
+MAX_BATCH = 1000
+MAX_WAIT = 30.0  # seconds a min_revision may wait when the call has no deadline
+DEADLINE_MARGIN = 0.05  # answer this long before the caller's deadline, so it gets our status
+
+STATUS: dict[type[AuthzError], grpc.StatusCode] = {
+    InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    RevisionUnavailable: grpc.StatusCode.UNAVAILABLE,
+    NotReady: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PolicyError: grpc.StatusCode.INTERNAL,
+    AuthzError: grpc.StatusCode.INTERNAL,
+}
+
+
+def status_of(exc: AuthzError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def request_of(message: pb.CheckRequest) -> Request:
+    return Request(
+        subject_kind=message.subject.kind,
+        subject_id=message.subject.id,
+        action=message.action,
+        resource_kind=message.resource.kind,
+        resource_id=message.resource.id,
+        context=dict(message.context),
+        min_revision=message.min_revision,
+        explain=message.explain,
+    )
+
+
+def response_of(decision: Decision) -> pb.CheckResponse:
+    return pb.CheckResponse(
+        allowed=decision.allowed,
+        reason=decision.reason,
+        rules=decision.rules,
+        policy_lines=decision.policy_lines,
+        revision=decision.revision,
+        policy_version=decision.policy_version,
+        explanation=decision.explanation,
+    )
+
+
+def _wait_budget(context: grpc.ServicerContext) -> float:
+    remaining = context.time_remaining()
+    if remaining is None:
+        return MAX_WAIT
+    return max(0.0, min(MAX_WAIT, remaining - DEADLINE_MARGIN))
+
+
+class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
+    def __init__(self, decider: Decider, *, audit: AuditLog | None = None) -> None:
+        self.decider = decider
+        self.audit = audit
+
+    def _ready(self) -> None:
+        if not self.decider.replica.synced.is_set():
+            raise NotReady("the decision service has not loaded the store's data yet; retry shortly")
+
+    def Check(self, request: pb.CheckRequest, context: grpc.ServicerContext) -> pb.CheckResponse:
+        try:
+            self._ready()
+            check = request_of(request)
+            decision = self.decider.check(check, timeout=_wait_budget(context))
+        except AuthzError as exc:
+            context.abort(status_of(exc), str(exc))
+        self._audit(context, [(check, decision)])
+        return response_of(decision)
+
+    def BatchCheck(self, request: pb.BatchCheckRequest, context: grpc.ServicerContext) -> pb.BatchCheckResponse:
+        try:
+            self._ready()
+            if len(request.checks) > MAX_BATCH:
+                raise InvalidRequest("checks", f"has {len(request.checks)} items; the limit is {MAX_BATCH}")
+            checks = [request_of(item) for item in request.checks]
+            budget = _wait_budget(context)
+            decisions = [
+                self.decider.check(check, timeout=budget, prefix=f"checks[{i}].") for i, check in enumerate(checks)
+            ]
+        except AuthzError as exc:
+            context.abort(status_of(exc), str(exc))
+        self._audit(context, list(zip(checks, decisions, strict=True)))
+        return pb.BatchCheckResponse(results=[response_of(d) for d in decisions])
+
+    def _audit(self, context: grpc.ServicerContext, items: list[tuple[Request, Decision]]) -> None:
+        if self.audit is not None:
+            self.audit.record(context.peer(), items)

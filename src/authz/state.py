@@ -1,0 +1,91 @@
+"""The decision service's in-memory copy of the store: rows by kind and key, plus the indexes
+the resolver walks (team members, project members, registry grants, model-registry admins).
+
+A WorldState is mutated only by its Replica's follower thread, under the replica's lock;
+readers hold the same lock (see :mod:`authz.replica`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+Row = dict[str, Any]
+Key = tuple[str, ...]
+
+# Key fields of each kind of the store's change feed; everything else is keyed by "id".
+KEYS: dict[str, tuple[str, ...]] = {
+    "membership": ("team", "user"),
+    "project_member": ("project", "member"),
+    "model_registry": ("team",),
+    "model_registry_admin": ("team", "user"),
+    "registry_member": ("registry", "member"),
+}
+KINDS = (
+    "org", "user", "custom_role", "team", "membership", "service_account", "project", "project_member",
+    "run", "sweep", "report", "artifact", "model_registry", "model_registry_admin", "registered_model",
+    "model_version", "registry", "registry_member", "collection", "collection_version",
+)  # fmt: skip
+
+
+def key_of(kind: str, row: Row) -> Key:
+    return tuple(row[name] for name in KEYS.get(kind, ("id",)))
+
+
+class WorldState:
+    """Rows and indexes at one store revision."""
+
+    def __init__(self) -> None:
+        self.revision = 0
+        self.rows: dict[str, dict[Key, Row]] = {kind: {} for kind in KINDS}
+        self.team_members: dict[str, dict[str, str]] = defaultdict(dict)  # team -> user -> role
+        self.user_teams: dict[str, set[str]] = defaultdict(set)  # user -> teams
+        self.project_members: dict[str, set[str]] = defaultdict(set)  # project -> member refs
+        self.model_admins: dict[str, set[str]] = defaultdict(set)  # team -> users (MRA)
+        self.registry_grants: dict[str, dict[str, str]] = defaultdict(dict)  # registry -> ref -> role
+        self.custom_roles_changed = False
+
+    def get(self, kind: str, ident: str) -> Row | None:
+        return self.rows[kind].get((ident,))
+
+    def count(self) -> int:
+        return sum(len(rows) for rows in self.rows.values())
+
+    def apply(self, op: str, kind: str, row: Row) -> None:
+        """Apply one change of the feed: ``upsert`` (whole row), ``delete``, or ``reset``."""
+        if op == "reset":
+            self.__init__()  # type: ignore[misc]
+            self.custom_roles_changed = True
+            return
+        table = self.rows[kind]
+        key = key_of(kind, row)
+        old = table.pop(key, None)
+        if old is not None:
+            self._unindex(kind, old)
+        if op == "upsert":
+            table[key] = row
+            self._index(kind, row)
+        if kind == "custom_role":
+            self.custom_roles_changed = True
+
+    def _index(self, kind: str, row: Row) -> None:
+        if kind == "membership":
+            self.team_members[row["team"]][row["user"]] = row["role"]
+            self.user_teams[row["user"]].add(row["team"])
+        elif kind == "project_member":
+            self.project_members[row["project"]].add(row["member"])
+        elif kind == "model_registry_admin":
+            self.model_admins[row["team"]].add(row["user"])
+        elif kind == "registry_member":
+            self.registry_grants[row["registry"]][row["member"]] = row["role"]
+
+    def _unindex(self, kind: str, row: Row) -> None:
+        if kind == "membership":
+            self.team_members[row["team"]].pop(row["user"], None)
+            self.user_teams[row["user"]].discard(row["team"])
+        elif kind == "project_member":
+            self.project_members[row["project"]].discard(row["member"])
+        elif kind == "model_registry_admin":
+            self.model_admins[row["team"]].discard(row["user"])
+        elif kind == "registry_member":
+            self.registry_grants[row["registry"]].pop(row["member"], None)

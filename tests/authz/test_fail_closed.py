@@ -1,0 +1,36 @@
+"""Fail closed: an exception in the resolver or the engine is a deny with a reason; serving goes on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from authz import resolver
+from authz.engine import CasbinEngine
+from tests.conftest import Stack
+
+ALLOWED = ("user:carol", "report.edit", "report:rep-weekly-vision")
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError("injected fault")
+
+
+@pytest.mark.parametrize(
+    ("target", "name"),
+    [(resolver, "resource"), (resolver, "subject"), (CasbinEngine, "evaluate")],
+    ids=["resolver.resource", "resolver.subject", "engine.evaluate"],
+)
+def test_injected_fault_denies(stack: Stack, monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
+    """A fault inside a decision gives allowed=false naming the failure; the next call is normal again."""
+    assert stack.client.check(*ALLOWED).allowed
+    with monkeypatch.context() as patch:
+        patch.setattr(target, name, _boom)
+        decision = stack.client.check(*ALLOWED)
+        batch = stack.client.check("user:bob", "report.view", "report:rep-weekly-vision")
+    assert not decision.allowed
+    assert "internal error" in decision.reason
+    assert "fail" in decision.reason
+    assert not batch.allowed
+    assert stack.client.check(*ALLOWED).allowed, "the server keeps serving"

@@ -200,17 +200,19 @@ class _Evaluation:
         r = self.request
         policy = self.engine.policy
         if r.action not in policy.actions:
-            return Decision(False, f"denied: unknown action {r.action} (G3)")
+            return Decision(False, f"denied: unknown action {r.action} (G3)", ("G3",))
         if r.resource_kind not in policy.kinds:
-            return Decision(False, f"denied: unknown resource kind {r.resource_kind} (G3)")
+            return Decision(False, f"denied: unknown resource kind {r.resource_kind} (G3)", ("G3",))
         if not self.engine.applies(r.action, r.resource_kind):
             kinds = " or ".join(self.engine.applies_to(r.action))
-            return Decision(False, f"denied: {r.action} applies to {kinds} resources, not {r.resource_kind} (G3)")
+            return Decision(
+                False, f"denied: {r.action} applies to {kinds} resources, not {r.resource_kind} (G3)", ("G3",)
+            )
         if not resolver.subject_exists(self.state, r.subject_kind, r.subject_id):
-            return Decision(False, f"denied: unknown subject {r.subject} (G3)")
+            return Decision(False, f"denied: unknown subject {r.subject} (G3)", ("G3",))
         target = resolver.resource(self.state, r.resource_kind, r.resource_id)
         if target is None:
-            return Decision(False, f"denied: unknown resource {r.resource} (G3)")
+            return Decision(False, f"denied: unknown resource {r.resource} (G3)", ("G3",))
         return self._decide(r.action, target, depth=0)
 
     def _decide(self, action: str, target: resolver.Resource, depth: int) -> Decision:
@@ -229,7 +231,7 @@ class _Evaluation:
             first = self._decide(needed, on, depth + 1)
             if not first.allowed:
                 rule = "P0" if needed == "project.view" else None
-                rules = (rule,) if rule else first.rules
+                rules = (rule, *(n for n in first.rules if n in GLOBAL_NOTES)) if rule else first.rules
                 where = f"{on.facts['ref']}"
                 suffix = ", so may do nothing in it (P0)" if rule else f", which {action} requires"
                 return Decision(
@@ -279,7 +281,7 @@ def _decision_of(
         return Decision(
             False,
             f"denied: {action} reads context value {verdict.missing!r}, which was not given (G7)",
-            _unique([line.rule for line in readers] or ["G7"]),
+            _unique(["G7", *(line.rule for line in readers)]),
             _unique([line.source for line in readers]),
             explanation=explanation,
         )
@@ -294,14 +296,38 @@ def _decision_of(
         )
     roles = ", ".join(sorted(sub["roles"]))
     rules = _unique([line.rule for line in verdict.candidates if line.eft == "allow"])
+    notes = _global_rules(sub, target)
     return Decision(
         False,
         f"denied: no rule grants {action} on {ref} to {r.subject} (holds {roles}; "
-        f"{action} is granted by {', '.join(rules) or 'no rule'})",
-        rules,
+        f"{action} is granted by {', '.join(rules) or 'no rule'})"
+        + "".join(f"; {GLOBAL_NOTES[note]}" for note in notes),
+        _unique(["G1", *notes, *rules]),
         _unique([line.source for line in verdict.candidates if line.eft == "allow"]),
         explanation=explanation,
     )
+
+
+GLOBAL_NOTES = {
+    "G4": "listed in the project, but no longer in its team (G4)",
+    "G6": "org admins get no implicit access to team data (G6)",
+    "G8": "an org viewer's seat acts as at most view_only (G8)",
+}
+TEAM_DATA = frozenset({"project", "run", "sweep", "report", "artifact"})
+
+
+def _global_rules(sub: dict[str, Any], target: resolver.Resource) -> list[str]:
+    """Global rules that shaped a deny, to name them (they are not policy lines: section 3)."""
+    roles = sub["roles"]
+    in_team = any(role.startswith("team:") for role in roles)
+    notes = []
+    if sub["added"] and not in_team and target.scope.team:
+        notes.append("G4")
+    if "org:admin" in roles and not in_team and target.facts["kind"] in TEAM_DATA:
+        notes.append("G6")
+    if sub["org_role"] == "viewer":
+        notes.append("G8")
+    return notes
 
 
 def _explain(action: str, sub: dict[str, Any], obj: dict[str, Any], verdict: Verdict) -> str:

@@ -121,7 +121,7 @@ def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row)
         "creator": row.get("creator", ""),
         "attributed_to": f"user:{row['attributed_to']}" if row.get("attributed_to") else "",
         "org": "", "team": "", "members_can_invite": False, "public_projects_disabled": False,
-        "storage_bucket": "", "team_members": frozenset(),
+        "storage_bucket": "", "team_members": frozenset(), "creator_in_team": False,
     }  # fmt: skip
     if owner_kind == "team":
         team = state.get("team", owner_id)
@@ -129,6 +129,12 @@ def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row)
             return None
         facts.update(_team_facts(team))
         facts["team_members"] = frozenset(state.team_members.get(owner_id, {}))
+        creator_kind, _, creator_id = facts["creator"].partition(":")
+        if creator_kind == "user":
+            facts["creator_in_team"] = creator_id in facts["team_members"]
+        elif creator_kind == "service_account":
+            account = state.get("service_account", creator_id)
+            facts["creator_in_team"] = account is not None and account["team"] == owner_id
         scope = Scope(org=team["org"], team=owner_id, project=project["id"])
     else:
         user = state.get("user", owner_id)

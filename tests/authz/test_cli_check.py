@@ -30,7 +30,7 @@ def test_check_denied_json(stack: Stack) -> None:
     assert result.exit_code == 3
     body = json.loads(result.output)
     assert body["allowed"] is False
-    assert body["rules"] == ["RP3"]
+    assert body["rules"] == ["G1", "RP3"]
 
 
 def test_check_context(stack: Stack) -> None:

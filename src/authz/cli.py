@@ -176,6 +176,13 @@ def world_load(file: Path, store_address: str, replace: bool, token_file: Path |
 # ---- decision service -------------------------------------------------------------------------
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["compiled", "casbin"]),
+    default="compiled",
+    show_default=True,
+    help="compiled: the fast path; casbin: pycasbin's Enforcer, the reference semantics.",
+)
 policies_option = click.option(
     "--policies",
     type=click.Path(file_okay=False, path_type=Path),
@@ -191,7 +198,10 @@ policies_option = click.option(
 @policies_option
 @token_file_option
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
-def serve(listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None) -> None:
+@engine_option
+def serve(
+    listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str
+) -> None:
     """Run the decision service: follow the store, answer Check and BatchCheck."""
     from authz.errors import PolicyError
     from authz.server import ServerConfig, create_server
@@ -200,7 +210,7 @@ def serve(listen: str, store_address: str, policies: Path, token_file: Path | No
         server = create_server(
             ServerConfig(
                 listen=listen, store=store_address, store_token=_store_token(token_file), policies=policies,
-                audit_log=audit_log,
+                audit_log=audit_log, engine=engine,
             )
         )  # fmt: skip
     except PolicyError as exc:
@@ -224,6 +234,7 @@ def serve(listen: str, store_address: str, policies: Path, token_file: Path | No
 @policies_option
 @click.option("--allow-test-reset", is_flag=True, help="Let ImportWorld replace the whole content.")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
+@engine_option
 def up(
     port: int,
     store_port: int,
@@ -232,6 +243,7 @@ def up(
     policies: Path,
     allow_test_reset: bool,
     audit_log: Path | None,
+    engine: str,
 ) -> None:
     """Start the store (SQLite by default) and the decision service, load the demo world, print examples."""
     from authz.errors import PolicyError
@@ -262,7 +274,7 @@ def up(
         decision_server = create_decision_server(
             ServerConfig(
                 listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
-                audit_log=audit_log,
+                audit_log=audit_log, engine=engine,
             )
         )  # fmt: skip
         decision_server.replica.wait_for(revision, 60)
@@ -362,9 +374,10 @@ def check(
 @click.option("--json", "as_json", is_flag=True, help="Print every result as JSON.")
 @policies_option
 @token_file_option
+@engine_option
 def test(
     paths: tuple[Path, ...], server: str | None, store_address: str | None, as_json: bool, policies: Path,
-    token_file: Path | None,
+    token_file: Path | None, engine: str,
 ) -> None:  # fmt: skip
     """Run decision test files (a world and expected decisions) and report failures.
 
@@ -398,7 +411,7 @@ def test(
         for path in files:
             try:
                 loaded = harness.load_file(path)
-                run = harness.run_remote(loaded, *remote) if remote else harness.run_in_process(loaded, policy)
+                run = harness.run_remote(loaded, *remote) if remote else harness.run_in_process(loaded, policy, engine)
                 results.extend(run)
             except harness.CaseFileError as exc:
                 broken.append(str(exc))
@@ -446,7 +459,25 @@ def _print_failures(failed: list[Any], broken: list[str]) -> None:
 
 @main.group()
 def policy() -> None:
-    """Policies: lint them offline."""
+    """Policies: lint them offline, render the permission matrix."""
+
+
+@policy.command("matrix")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
+@policies_option
+def policy_matrix(fmt: str, policies: Path) -> None:
+    """Print role x action tables per resource family, each cell a decision of the engine."""
+    from authz import matrix
+    from authz.errors import PolicyError
+    from authz.policy import load_policy
+
+    try:
+        loaded = load_policy(policies)
+    except PolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    tables = matrix.compute(loaded)
+    render = matrix.markdown if fmt == "markdown" else matrix.to_html
+    click.echo(render(tables, loaded.version), nl=False)
 
 
 @policy.command("lint")

@@ -101,10 +101,22 @@ def _check_id(value: str, field_name: str) -> None:
         raise InvalidRequest(field_name, f"{value!r} has characters ids cannot have (letters, digits, . _ @ + -)")
 
 
+def engine_factory(name: str) -> Callable[[Policy], Engine]:
+    """The engine class for ``--engine``: ``compiled`` (default) or ``casbin`` (the reference)."""
+    from authz.compiler import CompiledEngine
+
+    engines: dict[str, Callable[[Policy], Engine]] = {"compiled": CompiledEngine, "casbin": CasbinEngine}
+    try:
+        return engines[name]
+    except KeyError:
+        raise ValueError(f"unknown engine {name!r}; choose compiled or casbin") from None
+
+
 class EngineHolder:
     """The engine for the current policy and the replica's custom roles, rebuilt when either changes."""
 
-    def __init__(self, policy: Policy, factory: Callable[[Policy], Engine] = CasbinEngine) -> None:
+    def __init__(self, policy: Policy, factory: Callable[[Policy], Engine] | None = None) -> None:
+        factory = factory or engine_factory("compiled")
         self._factory = factory
         self._policy = policy
         self._roles: tuple[dict[str, Any], ...] = ()

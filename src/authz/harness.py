@@ -175,13 +175,13 @@ def collect(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def run_in_process(test: TestFile, policy: Policy | None = None) -> Iterator[Result]:
+def run_in_process(test: TestFile, policy: Policy | None = None, engine: str = "compiled") -> Iterator[Result]:
     """Each case against a fresh in-memory world of this file only."""
     try:
         state = state_from_document(test.document)
     except StoreError as exc:
         raise CaseFileError(f"{test.path}: {exc}") from None
-    decider = decider_for(state, policy)
+    decider = decider_for(state, policy, engine)
     for case in test.cases:
         yield _decide(decider, case)
 

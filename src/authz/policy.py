@@ -28,6 +28,7 @@ EXPECTED_POLICY = ["rule", "act", "role", "cond", "eft"]
 GROUPINGS = ("g", "g2", "g3")
 # Names a condition may use: the request's parts and the functions the engine registers.
 CONDITION_NAMES = {"r", "holds"}
+DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
 CONDITION_NODES = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Eq, ast.NotEq,
     ast.In, ast.NotIn, ast.Attribute, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List, ast.Call,
@@ -125,6 +126,8 @@ def check_condition(cond: str) -> None:
             raise ValueError(f"write {node.id.capitalize()}, not {node.id}")
         if isinstance(node, ast.Name) and node.id not in CONDITION_NAMES:
             raise ValueError(f"condition names {node.id!r}; only r.sub, r.obj, r.ctx and holds() are known")
+        if isinstance(node, ast.Attribute) and node.attr in DICT_METHODS:
+            raise ValueError(f"condition reads .{node.attr}, which is a method of the fact mapping, not a fact")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise ValueError(f"condition reads .{node.attr}; fields starting with _ are not facts")
         if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id == "holds"):

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.audit import AuditLog
-from authz.decider import Decider, EngineHolder
+from authz.decider import Decider, EngineHolder, engine_factory
 from authz.policy import load_policy
 from authz.reloader import PolicyReloader
 from authz.replica import Replica
@@ -41,6 +41,7 @@ class ServerConfig:
     audit_log: Path | None = None
     max_workers: int = 32
     reload_interval: float = 0.25
+    engine: str = "compiled"
 
 
 class _Health(health.HealthServicer):  # type: ignore[misc]
@@ -94,7 +95,7 @@ class DecisionServer:
 def create_server(config: ServerConfig) -> DecisionServer:
     """A started decision service; the policy must load (PolicyError otherwise)."""
     policy = load_policy(config.policies)
-    holder = EngineHolder(policy)
+    holder = EngineHolder(policy, engine_factory(config.engine))
     client = StoreClient(config.store, config.store_token)
     replica = Replica(client)
     decider = Decider(replica, holder)

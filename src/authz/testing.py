@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from authz.decider import Decider, EngineHolder
+from authz.decider import Decider, EngineHolder, engine_factory
 from authz.policy import Policy, load_policy
 from authz.replica import Replica
 from authz.state import WorldState, key_of
@@ -46,9 +46,9 @@ def state_from_file(path: Path | str) -> WorldState:
     return state_from_document(load_document(path.read_bytes(), str(path)))
 
 
-def decider_for(state: WorldState, policy: Policy | None = None) -> Decider:
+def decider_for(state: WorldState, policy: Policy | None = None, engine: str = "compiled") -> Decider:
     """A Decider over a fixed state (no store) with the given or the repository's policy."""
     replica = Replica()
     replica.state = state
     replica.synced.set()
-    return Decider(replica, EngineHolder(policy or load_policy(DEFAULT_POLICIES)))
+    return Decider(replica, EngineHolder(policy or load_policy(DEFAULT_POLICIES), engine_factory(engine)))

@@ -35,7 +35,14 @@ def test_check_denied_json(stack: Stack) -> None:
 
 def test_check_context(stack: Stack) -> None:
     """-c KEY=VALUE passes context; a missing one is named in the reason (G7)."""
-    args = ["check", "--server", stack.address, "service_account:vision-ci", "run.attribute", "project:vision-detection"]
+    args = [
+        "check",
+        "--server",
+        stack.address,
+        "service_account:vision-ci",
+        "run.attribute",
+        "project:vision-detection",
+    ]
     assert CliRunner().invoke(main, [*args, "-c", "username=carol"]).exit_code == 0
     missing = CliRunner().invoke(main, args)
     assert missing.exit_code == 3

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from authz import resolver
+from authz.compiler import CompiledEngine
 from authz.engine import CasbinEngine
 from tests.conftest import Stack
 
@@ -19,11 +20,14 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 
 @pytest.mark.parametrize(
     ("target", "name"),
-    [(resolver, "resource"), (resolver, "subject"), (CasbinEngine, "evaluate")],
-    ids=["resolver.resource", "resolver.subject", "engine.evaluate"],
+    [(resolver, "resource"), (resolver, "subject"), (CompiledEngine, "evaluate"), (CasbinEngine, "evaluate")],
+    ids=["resolver.resource", "resolver.subject", "compiled engine", "casbin engine"],
 )
 def test_injected_fault_denies(stack: Stack, monkeypatch: pytest.MonkeyPatch, target: Any, name: str) -> None:
     """A fault inside a decision gives allowed=false naming the failure; the next call is normal again."""
+    if target is CasbinEngine:
+        monkeypatch.setattr(stack.decision.decider.engines, "_factory", CasbinEngine)
+        stack.decision.decider.engines.set_policy(stack.decision.decider.engines.policy)
     assert stack.client.check(*ALLOWED).allowed
     with monkeypatch.context() as patch:
         patch.setattr(target, name, _boom)

@@ -65,7 +65,7 @@ def test_broken_lines_are_named(policies: Path, line: str, where: str, words: st
 def test_broken_model_is_refused(policies: Path) -> None:
     """A model without the expected request shape is refused, naming model.conf."""
     _replace(policies, "r = sub, obj, act, ctx", "r = sub, obj, act", "model.conf")
-    with pytest.raises(PolicyError, match="model.conf"):
+    with pytest.raises(PolicyError, match=r"model\.conf"):
         load_policy(policies)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import grpc
 import pytest
 
-from authz.client import Check
+from authz.client import Check, Client
+from authz.server import ServerConfig
+from authz.server import create_server as create_decision_server
 from store.v1 import store_pb2 as pb
-from tests.conftest import Stack
+from tests.conftest import TOKEN, Stack
 
 
 def test_read_your_writes(stack: Stack) -> None:
@@ -119,3 +124,24 @@ def test_unknowns_are_denied_with_reasons(stack: Stack) -> None:
         decision = stack.client.check(*args)
         assert not decision.allowed
         assert words in decision.reason
+
+
+def test_audit_log(stack: Stack, tmp_path: Path) -> None:
+    """With an audit log, each decision is one JSON line: who, what, answer, rules, revision, policy."""
+    audit = tmp_path / "audit.jsonl"
+    server = create_decision_server(
+        ServerConfig(listen="127.0.0.1:0", store=f"127.0.0.1:{stack.store.port}", store_token=TOKEN,
+                     policies=stack.policies, audit_log=audit)
+    )  # fmt: skip
+    try:
+        server.replica.synced.wait(10)
+        with Client(f"127.0.0.1:{server.port}") as client:
+            client.check("user:carol", "report.edit", "report:rep-weekly-vision", {"alias": "x"})
+            client.batch_check([Check("user:dave", "report.edit", "report:rep-weekly-vision")])
+    finally:
+        server.stop(0)
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(e["subject"], e["allowed"]) for e in lines] == [("user:carol", True), ("user:dave", False)]
+    assert lines[0]["rules"][0] == "RP3"
+    assert lines[0]["context_keys"] == ["alias"]
+    assert {"revision", "policy_version", "peer", "time", "policy_lines"} <= set(lines[0])

@@ -9,6 +9,7 @@ import logging
 
 import grpc
 
+from authz import listing
 from authz.audit import AuditLog
 from authz.decider import Decider, Decision, Request
 from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, RevisionUnavailable, Unauthenticated
@@ -103,6 +104,49 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             context.abort(status_of(exc), str(exc))
         self._audit(context, list(zip(checks, decisions, strict=True)))
         return pb.BatchCheckResponse(results=[response_of(d) for d in decisions])
+
+    def ListResources(
+        self, request: pb.ListResourcesRequest, context: grpc.ServicerContext
+    ) -> pb.ListResourcesResponse:
+        try:
+            self._ready()
+            self._wait(request.min_revision, context)
+            page = listing.list_resources(
+                self.decider, subject_kind=request.subject.kind, subject_id=request.subject.id,
+                action=request.action, kind=request.resource_kind, context=dict(request.context),
+                size=request.page_size, token=request.page_token,
+            )  # fmt: skip
+        except AuthzError as exc:
+            context.abort(status_of(exc), str(exc))
+        return pb.ListResourcesResponse(
+            resource_ids=page.ids, next_page_token=page.next_token, revision=page.revision,
+            policy_version=page.policy_version,
+        )  # fmt: skip
+
+    def ListSubjects(self, request: pb.ListSubjectsRequest, context: grpc.ServicerContext) -> pb.ListSubjectsResponse:
+        try:
+            self._ready()
+            self._wait(request.min_revision, context)
+            page = listing.list_subjects(
+                self.decider, action=request.action, kind=request.resource.kind, ident=request.resource.id,
+                subject_kind=request.subject_kind or "user", context=dict(request.context),
+                size=request.page_size, token=request.page_token,
+            )  # fmt: skip
+        except AuthzError as exc:
+            context.abort(status_of(exc), str(exc))
+        return pb.ListSubjectsResponse(
+            subject_ids=page.ids, next_page_token=page.next_token, revision=page.revision,
+            policy_version=page.policy_version,
+        )  # fmt: skip
+
+    def _wait(self, revision: int, context: grpc.ServicerContext) -> None:
+        if revision < 0:
+            raise InvalidRequest("min_revision", "must be 0 or more")
+        replica = self.decider.replica
+        if revision > replica.revision and not replica.wait_for(revision, _wait_budget(context)):
+            raise RevisionUnavailable(
+                f"the replica is at revision {replica.revision}; revision {revision} was not reached in time"
+            )
 
     def _audit(self, context: grpc.ServicerContext, items: list[tuple[Request, Decision]]) -> None:
         if self.audit is not None:

@@ -21,6 +21,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "model_registry_admin": ("team", "user"),
     "registry_member": ("registry", "member"),
 }
+CONTENT = ("run", "sweep", "report", "artifact")
 KINDS = (
     "org", "user", "custom_role", "team", "membership", "service_account", "project", "project_member",
     "run", "sweep", "report", "artifact", "model_registry", "model_registry_admin", "registered_model",
@@ -43,6 +44,9 @@ class WorldState:
         self.project_members: dict[str, set[str]] = defaultdict(set)  # project -> member refs
         self.model_admins: dict[str, set[str]] = defaultdict(set)  # team -> users (MRA)
         self.registry_grants: dict[str, dict[str, str]] = defaultdict(dict)  # registry -> ref -> role
+        self.projects_by_owner: dict[str, set[str]] = defaultdict(set)  # "team:x" / "user:y" -> projects
+        self.open_projects: set[str] = set()  # public and open projects: anyone may view them
+        self.content: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in CONTENT}  # project -> ids
         self.custom_roles_changed = False
 
     def get(self, kind: str, ident: str) -> Row | None:
@@ -78,6 +82,12 @@ class WorldState:
             self.model_admins[row["team"]].add(row["user"])
         elif kind == "registry_member":
             self.registry_grants[row["registry"]][row["member"]] = row["role"]
+        elif kind == "project":
+            self.projects_by_owner[row["owner"]].add(row["id"])
+            if row["visibility"] in ("public", "open"):
+                self.open_projects.add(row["id"])
+        elif kind in CONTENT:
+            self.content[kind][row["project"]].add(row["id"])
 
     def _unindex(self, kind: str, row: Row) -> None:
         if kind == "membership":
@@ -89,3 +99,8 @@ class WorldState:
             self.model_admins[row["team"]].discard(row["user"])
         elif kind == "registry_member":
             self.registry_grants[row["registry"]].pop(row["member"], None)
+        elif kind == "project":
+            self.projects_by_owner[row["owner"]].discard(row["id"])
+            self.open_projects.discard(row["id"])
+        elif kind in CONTENT:
+            self.content[kind][row["project"]].discard(row["id"])

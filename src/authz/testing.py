@@ -85,7 +85,9 @@ def random_world(rng: random.Random, size: int = 8) -> dict[str, Any]:
         for i in range(rng.randint(0, 2))
     ]  # fmt: skip
     team_roles = ["view_only", "member", "admin", *(c["id"] for c in custom)]
-    teams, members_of, accounts_of = [], {}, {}
+    teams: list[dict[str, Any]] = []
+    members_of: dict[str, list[str]] = {}
+    accounts_of: dict[str, list[str]] = {}
     for t in range(rng.randint(1, 3)):
         team = f"t{t}"
         chosen = rng.sample(users, rng.randint(1, max(1, size - 2)))
@@ -99,13 +101,13 @@ def random_world(rng: random.Random, size: int = 8) -> dict[str, Any]:
         )  # fmt: skip
     all_accounts = [a for accounts in accounts_of.values() for a in accounts]
     subjects = users + [f"service_account:{a}" for a in all_accounts]
-    projects, content = [], {"runs": [], "sweeps": [], "reports": [], "artifacts": []}
+    projects: list[dict[str, Any]] = []
+    content: dict[str, list[dict[str, Any]]] = {"runs": [], "sweeps": [], "reports": [], "artifacts": []}
     for p in range(rng.randint(1, 5)):
         personal = rng.random() < 0.2
-        team = pick(teams)["id"]
-        owner = f"user:{pick(users)}" if personal else f"team:{team}"
+        owner = f"user:{pick(users)}" if personal else f"team:{pick(teams)['id']}"
         visibility = pick(["team", "restricted", "public", "open"])
-        project = {"id": f"p{p}", "owner": owner, "visibility": visibility, "creator": pick(subjects)}
+        project: dict[str, Any] = {"id": f"p{p}", "owner": owner, "visibility": visibility, "creator": pick(subjects)}
         if visibility == "restricted":
             project["members"] = rng.sample(subjects, rng.randint(0, min(3, len(subjects))))
         projects.append(project)
@@ -121,7 +123,8 @@ def random_world(rng: random.Random, size: int = 8) -> dict[str, Any]:
                 content[section].append(item)
     legacy = [
         {"team": team["id"], "state": pick(["active", "active", "migrating", "migrated"]),
-         "admins": rng.sample(users, rng.randint(0, 2)), "protected_aliases": rng.sample(["production", "best"], rng.randint(0, 2)),
+         "admins": rng.sample(users, rng.randint(0, 2)),
+         "protected_aliases": rng.sample(["production", "best"], rng.randint(0, 2)),
          "models": [{"id": f"m-{team['id']}", "versions": [{"id": f"mv-{team['id']}", "aliases": ["latest"]}]}]}
         for team in teams if rng.random() < 0.7
     ]  # fmt: skip

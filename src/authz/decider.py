@@ -227,6 +227,10 @@ class _Evaluation:
             return Decision(False, f"denied: unknown resource {r.resource} (G3)", ("G3",))
         return self._decide(r.action, target, depth=0)
 
+    def engine_lines(self, action: str) -> list[Line]:
+        """The allow lines of ``action``: a deny at the gate names them as the rules not reached."""
+        return [line for line in self.engine.policy.p_lines if line.act == action and line.eft == "allow"]
+
     def _decide(self, action: str, target: resolver.Resource, depth: int) -> Decision:
         r = self.request
         gate_rules: list[str] = []
@@ -243,7 +247,8 @@ class _Evaluation:
             first = self._decide(needed, on, depth + 1)
             if not first.allowed:
                 rule = "P0" if needed == "project.view" else None
-                rules = (rule, *(n for n in first.rules if n in GLOBAL_NOTES)) if rule else first.rules
+                own = [line.rule for line in self.engine_lines(action)]
+                rules = _unique([rule, *(n for n in first.rules if n in GLOBAL_NOTES), *own]) if rule else first.rules
                 where = f"{on.facts['ref']}"
                 suffix = ", so may do nothing in it (P0)" if rule else f", which {action} requires"
                 return Decision(
@@ -335,7 +340,7 @@ def _global_rules(sub: dict[str, Any], target: resolver.Resource) -> list[str]:
     notes = []
     if sub["added"] and not in_team and target.scope.team:
         notes.append("G4")
-    if "org:admin" in roles and not in_team and target.facts["kind"] in TEAM_DATA:
+    if "org:admin" in roles and not in_team and target.scope.team and target.facts["kind"] in TEAM_DATA:
         notes.append("G6")
     if sub["org_role"] == "viewer":
         notes.append("G8")

@@ -75,8 +75,8 @@ def project_scoped(policy: Policy) -> bool:
     for line in policy.p_lines:
         if line.act != "project.view" or line.eft != "allow":
             continue
-        holders = {line.role} | {token for token, held in closure.items() if line.role in held}
-        if all(token.startswith("team:") or token == "project:owner" for token in holders):
+        holders = {line.role} | {role for role, held in closure.items() if line.role in held}
+        if all(role.startswith("team:") or role == "project:owner" for role in holders):
             continue
         if "r.sub.added" in line.cond or "r.obj.visibility == 'public'" in line.cond:
             continue

@@ -212,9 +212,10 @@ def subject(state: WorldState, kind: str, ident: str, target: Resource) -> dict[
                 roles.add(f"team:{name}@viewer" if org_role == "viewer" else f"team:{name}")
         if scope.project_owner and scope.project_owner == facts["ref"]:
             roles.add("project:owner")
-        # G4: a model-registry admin counts only while in the team.
+        # G4: a model-registry admin counts only while in the team; G8: not on a viewer's seat.
         if (
-            scope.legacy_team
+            org_role != "viewer"
+            and scope.legacy_team
             and ident in state.model_admins.get(scope.legacy_team, ())
             and ident in state.team_members.get(scope.legacy_team, {})
         ):

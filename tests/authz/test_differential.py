@@ -24,7 +24,7 @@ from authz.state import WorldState
 from authz.testing import DEFAULT_POLICIES, random_requests, random_world, state_from_document
 
 WORLDS = 40
-REQUESTS = 600
+REQUESTS = 700
 POLICY = load_policy(DEFAULT_POLICIES)
 COMPARED = {"requests": 0}
 

@@ -152,7 +152,7 @@ def test_list_subjects_over_grpc(stack: Stack) -> None:
             ),
             "subject.id",
         ),
-    ],  # fmt: skip
+    ],
 )
 def test_list_resources_bad_input(stack: Stack, request_message: pb.ListResourcesRequest, field: str) -> None:
     """Malformed list requests are INVALID_ARGUMENT naming the field."""

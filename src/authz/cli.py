@@ -199,23 +199,57 @@ policies_option = click.option(
 @token_file_option
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
 @engine_option
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes sharing the port (SO_REUSEPORT), each with its own replica; use one per core.",
+)
 def serve(
-    listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str
-) -> None:
-    """Run the decision service: follow the store, answer Check and BatchCheck."""
+    listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str,
+    workers: int,
+) -> None:  # fmt: skip
+    """Run the decision service: follow the store, answer Check, BatchCheck and the list calls."""
     from authz.errors import PolicyError
-    from authz.server import ServerConfig, create_server
+    from authz.policy import load_policy
+    from authz.server import ServerConfig
 
+    config = ServerConfig(
+        listen=listen, store=store_address, store_token=_store_token(token_file), policies=policies,
+        audit_log=audit_log, engine=engine,
+    )  # fmt: skip
     try:
-        server = create_server(
-            ServerConfig(
-                listen=listen, store=store_address, store_token=_store_token(token_file), policies=policies,
-                audit_log=audit_log, engine=engine,
-            )
-        )  # fmt: skip
+        load_policy(policies)
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load: {exc}") from None
-    click.echo(f"decision service listening on {listen.rsplit(':', 1)[0]}:{server.port}", err=True)
+    if workers == 1:
+        _serve_worker(config)
+        return
+    if listen.endswith(":0"):
+        raise click.BadParameter("several workers need a fixed port", param_hint="--listen")
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_serve_worker, args=(config,), name=f"authz-{n}") for n in range(workers)]
+    for child in children:
+        child.start()
+    click.echo(f"decision service: {workers} workers on {listen}", err=True)
+    _wait_for_signal()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(10)
+
+
+def _serve_worker(config: Any) -> None:
+    """One decision-service process: serve until SIGINT or SIGTERM."""
+    from authz.server import create_server
+
+    if not logging.getLogger().handlers:
+        _setup_logging(False)
+    server = create_server(config)
+    click.echo(f"decision service listening on {config.listen.rsplit(':', 1)[0]}:{server.port}", err=True)
     _wait_for_signal()
     server.stop(grace=2)
 

@@ -160,6 +160,9 @@ class CompiledEngine:
     def requires(self, action: str) -> tuple[str, ...]:
         return self._requires.get(action, ())
 
+    def candidates(self, action: str) -> tuple[Line, ...]:
+        return self._candidates.get(action, ())
+
     def evaluate(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Mapping[str, str]) -> Verdict:
         candidates = self._candidates.get(act, ())
         if not self.applies(act, obj["kind"]):

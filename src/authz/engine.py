@@ -54,6 +54,8 @@ class Engine(Protocol):
 
     def requires(self, action: str) -> tuple[str, ...]: ...
 
+    def candidates(self, action: str) -> tuple[Line, ...]: ...
+
     def evaluate(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Mapping[str, str]) -> Verdict: ...
 
 
@@ -118,6 +120,9 @@ class CasbinEngine:
 
     def requires(self, action: str) -> tuple[str, ...]:
         return self._requires.get(action, ())
+
+    def candidates(self, action: str) -> tuple[Line, ...]:
+        return self._by_action.get(action, ())
 
     def evaluate(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Mapping[str, str]) -> Verdict:
         candidates = self._by_action.get(act, ())

@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from casbin.model import Model
@@ -74,18 +75,18 @@ class Policy:
     directory: str
     extra: tuple[Line, ...] = field(default=())
 
-    @property
+    @cached_property
     def p_lines(self) -> tuple[Line, ...]:
         return tuple(line for line in self.lines if line.ptype == "p")
 
     def grouping(self, ptype: str) -> tuple[Line, ...]:
         return tuple(line for line in self.lines if line.ptype == ptype)
 
-    @property
+    @cached_property
     def actions(self) -> frozenset[str]:
         return frozenset(line.values[0] for line in self.grouping("g2"))
 
-    @property
+    @cached_property
     def kinds(self) -> frozenset[str]:
         return frozenset(line.values[1] for line in self.grouping("g2"))
 

@@ -7,7 +7,9 @@ readers hold the same lock (see :mod:`authz.replica`).
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 Row = dict[str, Any]
@@ -27,6 +29,50 @@ KINDS = (
     "run", "sweep", "report", "artifact", "model_registry", "model_registry_admin", "registered_model",
     "model_version", "registry", "registry_member", "collection", "collection_version",
 )  # fmt: skip
+
+
+class ContentRow:
+    """A run, sweep, report or artifact, kept compactly: these are most of a large world.
+
+    Slots instead of a dict, and the repeated strings (project, creator, type) shared through
+    sys.intern, so a million runs hold one copy of each project and creator name. Reads like the
+    mapping rows of other kinds (``row["project"]``, ``row.get("attributed_to", "")``).
+    """
+
+    __slots__ = ("aliases", "attributed_to", "creator", "id", "project", "type")
+
+    def __init__(self, row: Row) -> None:
+        for name, value in row.items():
+            setattr(self, name, value if name == "id" or not isinstance(value, str) else sys.intern(value))
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def keys(self) -> list[str]:
+        return [name for name in self.__slots__ if hasattr(self, name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ContentRow | dict):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def items(self) -> list[tuple[str, Any]]:
+        return [(name, getattr(self, name)) for name in self.keys()]
+
+
+def _compact(row: Row) -> Row:
+    return ContentRow(row)  # type: ignore[return-value]
 
 
 def key_of(kind: str, row: Row) -> Key:
@@ -67,6 +113,8 @@ class WorldState:
         if old is not None:
             self._unindex(kind, old)
         if op == "upsert":
+            if kind in CONTENT:
+                row = _compact(row)
             table[key] = row
             self._index(kind, row)
         if kind == "custom_role":

@@ -7,14 +7,17 @@ different content is an ALREADY_EXISTS error naming it and the path in the docum
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.entities import SPECS, Key, Row
+from store.changes import insert_many
+from store.entities import SPECS, Key, Row, Spec
 from store.errors import AlreadyExists
-from store.repository import Change, check_row, insert_rows, iter_rows, wipe
+from store.repository import Change, check_row, iter_rows, wipe
 from store.world import WorldRow, iter_kinds
 
 
@@ -42,11 +45,31 @@ class _Overlay:
         return rows
 
     def get(self, kind: str, key: Key) -> Row | None:
-        return self.existing(kind).get(key)
+        rows = self.loaded.get(kind)
+        if rows is None:
+            rows = self.existing(kind)
+        return rows.get(key)
 
 
 def _database_empty(session: Session) -> bool:
     return all(session.execute(select(SPECS[k].table).limit(1)).first() is None for k in SPECS)
+
+
+def _key_function(spec: Spec) -> Callable[[Row], Key]:
+    """``spec.key_of``, without its generic per-row overhead for the usual one-field key."""
+    if len(spec.key) == 1:
+        (name,) = spec.key
+        return lambda row: (str(row[name]),)
+    return spec.key_of
+
+
+def _values_function(spec: Spec) -> Callable[[Row], tuple[object, ...]]:
+    """The values of a row of ``spec``, as a tuple in the order of ``spec.columns``."""
+    columns = spec.columns
+    if len(columns) == 1:
+        (name,) = columns
+        return lambda row: (row[name],)
+    return itemgetter(*columns)
 
 
 def import_world(session: Session, rows: list[WorldRow], *, replace: bool = False) -> ImportResult:
@@ -55,24 +78,28 @@ def import_world(session: Session, rows: list[WorldRow], *, replace: bool = Fals
     created = unchanged = 0
     for kind, items in iter_kinds(rows):
         spec = SPECS[kind]
+        key_of = _key_function(spec)
         existing = overlay.existing(kind)
         new_rows: list[Row] = []
         for item in items:
-            key = spec.key_of(item.row)
+            row = item.row
+            key = key_of(row)
             old = existing.get(key)
             if old is not None:
-                if old != item.row:
+                if old != row:
                     diff = ", ".join(
-                        f"{name} is {old[name]!r}, the world says {item.row[name]!r}"
+                        f"{name} is {old[name]!r}, the world says {row[name]!r}"
                         for name in spec.columns
-                        if old[name] != item.row[name]
+                        if old[name] != row[name]
                     )
                     raise AlreadyExists(f"{item.path}: {spec.describe(key)} exists with different content: {diff}")
                 unchanged += 1
                 continue
-            check_row(overlay, kind, item.row, item.path)
-            existing[key] = item.row
-            new_rows.append(item.row)
-        changes += insert_rows(session, kind, new_rows)
-        created += len(new_rows)
+            check_row(overlay, kind, row, item.path)
+            existing[key] = row
+            new_rows.append(row)
+        if new_rows:
+            insert_many(session, spec.table, spec.columns, map(_values_function(spec), new_rows))
+            changes += [Change("upsert", kind, row) for row in new_rows]
+            created += len(new_rows)
     return ImportResult(changes, created, unchanged)

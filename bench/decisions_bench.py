@@ -1,0 +1,334 @@
+"""Decision benchmarks (issue: compiled engine and baselines), all figures from one run.
+
+    .venv/bin/python bench/decisions_bench.py [--runs 1000000] [--seconds 5] [--workers 2]
+
+(a) in-process decisions/s, compiled vs pycasbin, on the demo world and the large world, as a
+    ratio measured in the same run;
+(b) gRPC Check at concurrency 1, 16 and 64, and BatchCheck of 100: decisions/s, p50/p99 latency,
+    and the server's CPU time per decision (utime+stime of its processes from /proc);
+(c) the decision service's RSS and cold-start time (start to SERVING) over the large world, and
+    Check latency there against the demo world;
+(d) store write -> decision visible: p50/p99 of the delay between a write's acknowledgement and
+    the first Check (without min_revision) that sees it.
+
+Servers run as separate processes on loopback; the load generator is this process (grpc.aio),
+sharing the machine's cores with them. Results go to bench/results/decisions.json and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from authz.decider import Request  # noqa: E402
+from authz.testing import decider_for, random_requests, state_from_document  # noqa: E402
+from authz.v1 import authorizer_pb2 as pb  # noqa: E402
+from authz.v1 import authorizer_pb2_grpc  # noqa: E402
+from store.client import StoreClient  # noqa: E402
+from store.v1 import store_pb2  # noqa: E402
+from store.world import load_document  # noqa: E402
+from worldgen import generate_world  # noqa: E402
+
+TOKEN = "bench-token"  # noqa: S105 - a throwaway token for servers this script starts
+DEMO = ROOT / "examples" / "demo-world.yaml"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+# ---- (a) in process -------------------------------------------------------------------------
+
+
+def known_requests(document: dict[str, Any], count: int, seed: int = 1) -> tuple[Any, list[Request]]:
+    state = state_from_document(document)
+    decider = decider_for(state)
+    requests = [
+        r for r in random_requests(random.Random(seed), state, decider.engines.policy, count * 2)
+        if r.subject_id != "ghost" and r.resource_id != "missing"
+    ][:count]  # fmt: skip
+    return state, requests
+
+
+def in_process(state: Any, requests: list[Request], seconds: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for engine in ("compiled", "casbin"):
+        decider = decider_for(state, engine=engine)
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for request in requests[:200] if engine == "casbin" else requests:
+                decider.check(request)
+                done += 1
+                if engine == "casbin" and time.perf_counter() - start >= seconds:
+                    break
+        elapsed = time.perf_counter() - start
+        out[engine] = {"decisions_per_s": round(done / elapsed, 1), "us_per_decision": round(elapsed / done * 1e6, 2)}
+    out["ratio"] = round(out["compiled"]["decisions_per_s"] / out["casbin"]["decisions_per_s"], 1)
+    return out
+
+
+# ---- servers --------------------------------------------------------------------------------
+
+
+def wait_serving(address: str, timeout: float = 600) -> float:
+    start = time.monotonic()
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - start < timeout:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - start
+            except grpc.RpcError:
+                pass
+            time.sleep(0.05)
+    raise TimeoutError(address)
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user+system) of a process and its children, from /proc."""
+    total = 0.0
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    for each in pids:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(p) for p in children.read_text().split()]
+    total = 0
+    for each in pids:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+@contextmanager
+def process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "authz.cli", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "AUTHZ_STORE_TOKEN": TOKEN},
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def stack(database: str, world: bytes | None, workers: int, tmp: Path) -> Iterator[tuple[str, str, int, float]]:
+    store_port, port = free_port(), free_port()
+    store = f"127.0.0.1:{store_port}"
+    address = f"127.0.0.1:{port}"
+    with process("store", "serve", "--listen", store, "--database-url", database, log=tmp / "store.log"):
+        wait_serving(store)
+        if world is not None:
+            with StoreClient(store, TOKEN) as client:
+                client.import_world(world, timeout=3600)
+        start = time.monotonic()
+        with process(
+            "serve", "--listen", address, "--store", store, "--workers", str(workers), log=tmp / "authz.log"
+        ) as server:
+            cold = wait_serving(address)
+            _ = start
+            yield address, store, server.pid, cold
+
+
+# ---- (b) load ---------------------------------------------------------------------------------
+
+
+def messages(requests: list[Request]) -> list[pb.CheckRequest]:
+    return [
+        pb.CheckRequest(
+            subject=pb.ObjectRef(kind=r.subject_kind, id=r.subject_id), action=r.action,
+            resource=pb.ObjectRef(kind=r.resource_kind, id=r.resource_id), context=dict(r.context),
+        )
+        for r in requests
+    ]  # fmt: skip
+
+
+async def _load(
+    address: str, checks: list[pb.CheckRequest], concurrency: int, seconds: float, batch: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    decisions = 0
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = authorizer_pb2_grpc.AuthorizerStub(channel)
+
+        async def worker(offset: int) -> None:
+            nonlocal decisions, errors
+            i = offset
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                try:
+                    if batch:
+                        items = [checks[(i + k) % len(checks)] for k in range(batch)]
+                        await stub.BatchCheck(pb.BatchCheckRequest(checks=items), timeout=10)
+                        decisions += batch
+                    else:
+                        await stub.Check(checks[i % len(checks)], timeout=10)
+                        decisions += 1
+                except grpc.RpcError:
+                    errors += 1
+                latencies.append(time.perf_counter() - start)
+                i += concurrency
+
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return {"latencies": latencies, "decisions": decisions, "errors": errors}
+
+
+def load(
+    address: str, pid: int, checks: list[pb.CheckRequest], concurrency: int, seconds: float, batch: int = 0
+) -> dict[str, Any]:
+    asyncio.run(_load(address, checks, concurrency, 0.5, batch))  # warm up
+    cpu_before, start = tree_cpu(pid), time.perf_counter()
+    result = asyncio.run(_load(address, checks, concurrency, seconds, batch))
+    elapsed, cpu = time.perf_counter() - start, tree_cpu(pid) - cpu_before
+    latencies = result["latencies"]
+    return {
+        "concurrency": concurrency,
+        "batch": batch or 1,
+        "decisions_per_s": round(result["decisions"] / elapsed),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        "server_cpu_ms_per_decision": round(cpu / max(result["decisions"], 1) * 1000, 4),
+        "errors": result["errors"],
+    }
+
+
+# ---- (d) propagation ---------------------------------------------------------------------------
+
+
+def propagation(address: str, store: str, samples: int) -> dict[str, Any]:
+    delays = []
+    check = pb.CheckRequest(
+        subject=pb.ObjectRef(kind="user", id="trent"), action="report.view",
+        resource=pb.ObjectRef(kind="report", id="rep-weekly-vision"),
+    )  # fmt: skip
+    with StoreClient(store, TOKEN) as client, grpc.insecure_channel(address) as channel:
+        stub = authorizer_pb2_grpc.AuthorizerStub(channel)
+        member = False
+        for _ in range(samples):
+            if member:
+                client.write("RemoveMember", store_pb2.MembershipKey(team="vision", user="trent"))
+            else:
+                client.write("AddMember", store_pb2.Membership(team="vision", user="trent", role="view_only"))
+            acked = time.perf_counter()
+            member = not member
+            while stub.Check(check, timeout=5).allowed != member:
+                pass
+            delays.append(time.perf_counter() - acked)
+    return {
+        "samples": samples,
+        "p50_ms": round(percentile(delays, 0.5) * 1000, 2),
+        "p99_ms": round(percentile(delays, 0.99) * 1000, 2),
+        "max_ms": round(max(delays) * 1000, 2),
+    }
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=1_000_000, help="runs in the large world")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each load measurement")
+    parser.add_argument("--workers", type=int, default=2, help="decision-service processes (SO_REUSEPORT)")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "decisions.json")
+    args = parser.parse_args(argv)
+    results: dict[str, Any] = {
+        "command": "python bench/decisions_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    }
+    demo_doc = load_document(DEMO.read_bytes(), str(DEMO))
+    demo_state, demo_requests = known_requests(demo_doc, 2000)
+    results["in_process_demo"] = in_process(demo_state, demo_requests, args.seconds)
+    print("(a) demo", results["in_process_demo"], flush=True)
+
+    big_doc = generate_world(args.runs)
+    start = time.perf_counter()
+    big_state, big_requests = known_requests(big_doc, 2000)
+    results["large_world"] = {
+        "runs": args.runs,
+        "rows": big_state.count(),
+        "build_s": round(time.perf_counter() - start, 1),
+    }
+    results["in_process_large"] = in_process(big_state, big_requests, args.seconds)
+    print("(a) large", results["in_process_large"], flush=True)
+    del big_state
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        with stack(f"sqlite:///{tmp / 'demo.db'}", DEMO.read_bytes(), args.workers, tmp) as (address, store, pid, _):
+            checks = messages(demo_requests)
+            grpc_results = [load(address, pid, checks, c, args.seconds) for c in (1, 16, 64)]
+            grpc_results.append(load(address, pid, checks, 4, args.seconds, batch=100))
+            results["grpc_demo"] = grpc_results
+            for row in grpc_results:
+                print("(b)", row, flush=True)
+            results["propagation"] = propagation(address, store, 200)
+            print("(d)", results["propagation"], flush=True)
+        big_yaml = json.dumps(big_doc).encode()  # JSON is YAML, and much faster to write and read
+        with stack(f"sqlite:///{tmp / 'big.db'}", big_yaml, args.workers, tmp) as (address, _store, pid, cold):
+            rss = tree_rss_mb(pid)
+            big_checks = messages(big_requests)
+            one = load(address, pid, big_checks, 1, args.seconds)
+            results["large_replica"] = {
+                "cold_start_s": round(cold, 1), "rss_mb_all_workers": round(rss), "workers": args.workers,
+                "rss_mb_per_worker": round(rss / max(args.workers, 1)), "check_c1": one,
+                "latency_ratio_vs_demo_p50": round(one["p50_ms"] / results["grpc_demo"][0]["p50_ms"], 2),
+            }  # fmt: skip
+            print("(c)", results["large_replica"], flush=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -39,6 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
+from authz import listing  # noqa: E402
 from authz.decider import Request  # noqa: E402
 from authz.testing import decider_for, random_requests, state_from_document  # noqa: E402
 from authz.v1 import authorizer_pb2 as pb  # noqa: E402
@@ -92,6 +93,39 @@ def in_process(state: Any, requests: list[Request], seconds: float) -> dict[str,
         out[engine] = {"decisions_per_s": round(done / elapsed, 1), "us_per_decision": round(elapsed / done * 1e6, 2)}
     out["ratio"] = round(out["compiled"]["decisions_per_s"] / out["casbin"]["decisions_per_s"], 1)
     return out
+
+
+def list_runs(state: Any, users: int = 8) -> list[dict[str, Any]]:
+    """ListResources(run.view, run) for users who see little and users who see much: the first page
+    of 100, and the full listing, against the number of runs each may view."""
+    decider = decider_for(state)
+    people = sorted(key[0] for key in state.rows["user"])
+    by_teams = sorted(people, key=lambda u: len(state.user_teams.get(u, ())))
+    chosen = by_teams[:: max(1, len(by_teams) // users)][:users]
+    rows = []
+    for user in chosen:
+
+        def page(token: str, size: int = 100, who: str = user) -> listing.Page:
+            return listing.list_resources(
+                decider, subject_kind="user", subject_id=who, action="run.view", kind="run", context={},
+                size=size, token=token,
+            )  # fmt: skip
+
+        start = time.perf_counter()
+        first = page("")
+        first_ms = (time.perf_counter() - start) * 1000
+        start, total, token = time.perf_counter(), len(first.ids), first.next_token
+        while token:
+            nxt = page(token, 1000)
+            total += len(nxt.ids)
+            token = nxt.next_token
+        full_ms = (time.perf_counter() - start) * 1000 + first_ms
+        rows.append({
+            "user": user, "teams": len(state.user_teams.get(user, ())), "visible_runs": total,
+            "first_page_ms": round(first_ms, 2), "full_listing_ms": round(full_ms, 1),
+            "us_per_visible_run": round(full_ms * 1000 / max(total, 1), 1),
+        })  # fmt: skip
+    return rows
 
 
 # ---- servers --------------------------------------------------------------------------------
@@ -300,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     results["in_process_large"] = in_process(big_state, big_requests, args.seconds)
     print("(a) large", results["in_process_large"], flush=True)
+    results["list_resources_large"] = list_runs(big_state)
+    for row in results["list_resources_large"]:
+        print("(list)", row, flush=True)
     del big_state
 
     with tempfile.TemporaryDirectory() as tmp_name:

@@ -185,13 +185,16 @@ class Decider:
                     decisions.append(_failed(exc, state.revision, version))
             return decisions
 
-    def decide(self, request: Request) -> Decision:
-        """A validated request, at the replica's current revision; fail closed."""
+    def decide(self, request: Request, memo: dict[tuple[str, str], Decision] | None = None) -> Decision:
+        """A validated request, at the replica's current revision; fail closed.
+
+        ``memo`` (for many requests of one subject at one revision) keeps prerequisite decisions.
+        """
         version = self.engines.policy.version
         try:
             with self.replica.reading() as state:
                 engine = self.engines.engine_for(state)
-                decision = _Evaluation(engine, state, request).run()
+                decision = _Evaluation(engine, state, request, memo).run()
                 return _finish(decision, state.revision, engine.policy.version, request.explain)
         except Exception as exc:  # fail closed: an error is a deny, never an allow
             log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
@@ -230,11 +233,15 @@ def _describe(line: Line) -> str:
 class _Evaluation:
     """One decision, with its prerequisites (g3), against one state."""
 
-    def __init__(self, engine: Engine, state: WorldState, request: Request) -> None:
+    def __init__(
+        self, engine: Engine, state: WorldState, request: Request, memo: dict[tuple[str, str], Decision] | None = None
+    ) -> None:
         self.engine = engine
         self.state = state
         self.request = request
-        self.notes: list[str] = []
+        # Prerequisite decisions already made for this subject at this state (listing many
+        # resources of one project asks its project.view once).
+        self.memo = memo
 
     def run(self) -> Decision:
         r = self.request
@@ -272,7 +279,12 @@ class _Evaluation:
                 on = project
             if depth > 4:
                 return Decision(False, "denied: prerequisites nest too deep (policy error)")
-            first = self._decide(needed, on, depth + 1)
+            key = (needed, on.facts["ref"])
+            first = self.memo.get(key) if self.memo is not None else None
+            if first is None:
+                first = self._decide(needed, on, depth + 1)
+                if self.memo is not None:
+                    self.memo[key] = first
             if not first.allowed:
                 rule = "P0" if needed == "project.view" else None
                 own = [line.rule for line in self.engine_lines(action)]

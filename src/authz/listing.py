@@ -13,8 +13,9 @@ Candidates come from structure, not from scanning a kind:
 * Subjects: the members of the resource's scopes, unless a line grants the action to a broad
   role (anyone, authenticated, any org member...), in which case every subject of the kind is a
   candidate.
-Candidates are checked in id order and only until the page is full, so a first page costs what
-it returns, and a full listing grows with what the subject can see, not with the world.
+Candidates are checked in order (contents: by project, then id) and only until the page is
+full, so a first page costs what it returns, and a full listing grows with what the subject can
+see, not with the world.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 from authz import resolver
 from authz.compiler import role_closure
-from authz.decider import Decider, Request, validate
+from authz.decider import Decider, Decision, Request, validate
 from authz.errors import InvalidRequest
 from authz.policy import Policy
 from authz.state import CONTENT, WorldState
@@ -109,17 +110,44 @@ def _all_ids(state: WorldState, kind: str) -> Iterable[str]:
     return (key[0] for key in state.rows[table])
 
 
+def content_pages(
+    decider: Decider,
+    state: WorldState,
+    request: Request,
+    after: str,
+    size: int,
+    memo: dict[tuple[str, str], Decision],
+) -> tuple[list[str], str]:
+    """Contents of the projects the subject may view, in (project, id) order; the token names the
+    last (project, id) returned. A project whose project.view is denied is skipped whole (P0)."""
+    after_project, _, after_id = after.partition("/")
+    projects = sorted(candidate_projects(state, request.subject_kind, request.subject_id))
+    index = state.content[request.resource_kind]
+    ids: list[str] = []
+    for project in projects[bisect.bisect_left(projects, after_project) if after_project else 0 :]:
+        members = index.get(project)
+        if not members:
+            continue
+        gate = Request(request.subject_kind, request.subject_id, "project.view", "project", project, request.context)
+        if not decider.decide(gate, memo).allowed:
+            continue
+        for ident in sorted(members):
+            if project == after_project and ident <= after_id:
+                continue
+            check = Request(request.subject_kind, request.subject_id, request.action, request.resource_kind, ident,
+                            request.context)  # fmt: skip
+            if decider.decide(check, memo).allowed:
+                ids.append(ident)
+                if len(ids) == size:
+                    return ids, f"{project}/{ident}"
+    return ids, ""
+
+
 def resource_candidates(
     decider: Decider, state: WorldState, subject_kind: str, subject_id: str, action: str, kind: str
 ) -> list[str]:
     engine = decider.engines.engine_for(state)
     gated = "project.view" in engine.requires(action) or action == "project.view"
-    if kind in CONTENT and gated and project_scoped(engine.policy):
-        ids: set[str] = set()
-        index = state.content[kind]
-        for project in candidate_projects(state, subject_kind, subject_id):
-            ids |= index.get(project, set())
-        return sorted(ids)
     if kind == "project" and gated and project_scoped(engine.policy):
         return sorted(candidate_projects(state, subject_kind, subject_id))
     return sorted(_all_ids(state, kind))
@@ -142,11 +170,17 @@ def list_resources(
     after = decode_token(token)
     size = page_size(size)
     with decider.replica.reading() as state:
+        memo: dict[tuple[str, str], Decision] = {}
+        engine = decider.engines.engine_for(state)
+        if kind in CONTENT and "project.view" in engine.requires(action) and project_scoped(engine.policy):
+            request = Request(subject_kind, subject_id, action, kind, "any", context)
+            found, last = content_pages(decider, state, request, after, size, memo)
+            return Page(tuple(found), encode_token(last) if last else "", state.revision, engine.policy.version)
         candidates = resource_candidates(decider, state, subject_kind, subject_id, action, kind)
 
         def allowed(ident: str) -> bool:
             request = Request(subject_kind, subject_id, action, kind, ident, context)
-            return decider.decide(request).allowed
+            return decider.decide(request, memo).allowed
 
         ids, more = _fill(candidates, after, size, allowed)
         return Page(tuple(ids), encode_token(ids[-1]) if more else "", state.revision, decider.engines.policy.version)

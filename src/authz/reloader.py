@@ -14,6 +14,7 @@ from pathlib import Path
 
 from authz.decider import EngineHolder
 from authz.errors import PolicyError
+from authz.metrics import DecisionMetrics
 from authz.policy import Policy, load_policy
 
 log = logging.getLogger("authz.reloader")
@@ -43,6 +44,7 @@ class PolicyReloader:
         self.error = ""
         self.reloads = 0
         self.failures = 0
+        self.metrics: DecisionMetrics | None = None
         self._on_change = on_change
         self._signature = _signature(directory)
         self._stop = threading.Event()
@@ -65,6 +67,7 @@ class PolicyReloader:
             policy = load_policy(self.directory)
         except PolicyError as exc:
             self.failures += 1
+            self._count_failure()
             self.error = str(exc)
             log.error("policy change refused, still serving version %s: %s", self.holder.policy.version, exc)
             self._notify()
@@ -77,15 +80,22 @@ class PolicyReloader:
             self.holder.set_policy(policy)
         except Exception as exc:  # noqa: BLE001 - pycasbin rejects what our lint let through
             self.failures += 1
+            self._count_failure()
             self.error = f"{self.directory}: the engine refused the policy: {exc}"
             log.error("policy change refused, still serving version %s: %s", self.holder.policy.version, exc)
             self._notify()
             return None
         self.reloads += 1
+        if self.metrics is not None:
+            self.metrics.reloads.inc()
         self.error = ""
         log.info("policy reloaded: version %s (%d lines)", policy.version, len(policy.lines))
         self._notify()
         return policy
+
+    def _count_failure(self) -> None:
+        if self.metrics is not None:
+            self.metrics.reload_failures.inc()
 
     def _notify(self) -> None:
         if self._on_change is not None:

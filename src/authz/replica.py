@@ -125,6 +125,10 @@ class Replica:
         if self._thread is not None:
             self._thread.join(10)
 
+    def stopping(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds; True once stop() was called."""
+        return self._stop.wait(timeout)
+
     def _follow(self) -> None:
         assert self.client is not None
         backoff = BACKOFF_START

@@ -12,6 +12,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -19,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from authz.audit import AuditLog
 from authz.decider import Decider, EngineHolder, engine_factory
+from authz.metrics import DecisionMetrics, serve_metrics
 from authz.policy import load_policy
 from authz.reloader import PolicyReloader
 from authz.replica import Replica
@@ -30,6 +32,7 @@ log = logging.getLogger("authz.server")
 
 SERVICE_NAME = authorizer_pb2.DESCRIPTOR.services_by_name["Authorizer"].full_name
 POLICY_HEALTH = f"{SERVICE_NAME}/policy"
+REPLICA_HEALTH = f"{SERVICE_NAME}/replica"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class ServerConfig:
     max_workers: int = 32
     reload_interval: float = 0.25
     engine: str = "compiled"
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT (0: any free port)
 
 
 class _Health(health.HealthServicer):  # type: ignore[misc]
@@ -50,10 +54,13 @@ class _Health(health.HealthServicer):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self.policy_error = ""
+        self.replica_detail = ""
 
     def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> object:
         if request.service == POLICY_HEALTH and self.policy_error:
             context.set_trailing_metadata((("policy-error", self.policy_error.encode("ascii", "replace").decode()),))
+        if request.service == REPLICA_HEALTH and self.replica_detail:
+            context.set_trailing_metadata((("replica", self.replica_detail),))
         return super().Check(request, context)
 
 
@@ -68,6 +75,8 @@ class DecisionServer:
     executor: futures.ThreadPoolExecutor
     audit: AuditLog | None
     store_client: StoreClient
+    metrics_http: Any = None
+    metrics_port: int = 0
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
@@ -77,6 +86,9 @@ class DecisionServer:
         self.executor.shutdown(wait=True)
         if self.audit is not None:
             self.audit.close()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
 
     def update_health(self) -> None:
         serving = self.replica.synced.is_set()
@@ -90,6 +102,22 @@ class DecisionServer:
             if self.reloader.error
             else health_pb2.HealthCheckResponse.SERVING,
         )
+        # Degraded: decisions still flow from the replica while the store is away; this says how
+        # stale they are, in seconds and revisions.
+        replica = self.replica
+        behind = max(0, replica.store_revision - replica.revision)
+        self.health.replica_detail = (
+            f"connected; revision {replica.revision}"
+            if replica.connected
+            else f"store unreachable for {replica.staleness():.1f}s; revision {replica.revision} (store last "
+            f"seen at {replica.store_revision}, {behind} behind); {replica.last_error}"
+        )
+        self.health.set(
+            REPLICA_HEALTH,
+            health_pb2.HealthCheckResponse.SERVING
+            if replica.connected and serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
 
 
 def create_server(config: ServerConfig) -> DecisionServer:
@@ -102,7 +130,10 @@ def create_server(config: ServerConfig) -> DecisionServer:
     audit = AuditLog(config.audit_log) if config.audit_log else None
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
     server = grpc.server(executor)
-    authorizer_pb2_grpc.add_AuthorizerServicer_to_server(AuthorizerServicer(decider, audit=audit), server)
+    metrics = DecisionMetrics.create()
+    authorizer_pb2_grpc.add_AuthorizerServicer_to_server(
+        AuthorizerServicer(decider, audit=audit, metrics=metrics), server
+    )
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -110,7 +141,24 @@ def create_server(config: ServerConfig) -> DecisionServer:
     if port == 0:
         raise OSError(f"cannot listen on {config.listen}")
     reloader = PolicyReloader(Path(config.policies), holder, interval=config.reload_interval)
+    reloader.metrics = metrics
+    metrics.watch("authz_replica_revision", "Store revision the replica has applied.", lambda: replica.revision)
+    metrics.watch(
+        "authz_replica_lag_revisions", "Revisions the store has that the replica has not applied.",
+        lambda: max(0, replica.store_revision - replica.revision),
+    )  # fmt: skip
+    metrics.watch(
+        "authz_replica_staleness_seconds", "Seconds since the replica last heard from the store (0 when connected).",
+        lambda: min(replica.staleness(), 1e9),
+    )  # fmt: skip
+    metrics.watch(
+        "authz_policy_error", "1 while the last policy edit was refused.", lambda: float(bool(reloader.error))
+    )
     running = DecisionServer(server, port, decider, replica, reloader, health_servicer, executor, audit, client)
+    if config.metrics_port is not None:
+        http, _ = serve_metrics(metrics.registry, config.metrics_port)
+        running.metrics_http = http
+        running.metrics_port = int(http.server_port)
     reloader._on_change = running.update_health
     running.update_health()
     server.start()
@@ -123,5 +171,6 @@ def create_server(config: ServerConfig) -> DecisionServer:
 
 
 def _health_when_synced(running: DecisionServer) -> None:
-    running.replica.synced.wait()
-    running.update_health()
+    """Keep health current: serving once synced; the replica's connection as it changes."""
+    while not running.replica.stopping(0.25):
+        running.update_health()

@@ -6,6 +6,7 @@ Errors map to statuses in one table (:data:`STATUS`). A deny is a normal respons
 from __future__ import annotations
 
 import logging
+import time
 
 import grpc
 
@@ -13,6 +14,7 @@ from authz import listing
 from authz.audit import AuditLog
 from authz.decider import Decider, Decision, Request
 from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, RevisionUnavailable, Unauthenticated
+from authz.metrics import DecisionMetrics
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
 
@@ -72,15 +74,19 @@ def _wait_budget(context: grpc.ServicerContext) -> float:
 
 
 class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
-    def __init__(self, decider: Decider, *, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self, decider: Decider, *, audit: AuditLog | None = None, metrics: DecisionMetrics | None = None
+    ) -> None:
         self.decider = decider
         self.audit = audit
+        self.metrics = metrics
 
     def _ready(self) -> None:
         if not self.decider.replica.synced.is_set():
             raise NotReady("the decision service has not loaded the store's data yet; retry shortly")
 
     def Check(self, request: pb.CheckRequest, context: grpc.ServicerContext) -> pb.CheckResponse:
+        started = time.perf_counter()
         try:
             self._ready()
             check = request_of(request)
@@ -88,9 +94,11 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
         except AuthzError as exc:
             context.abort(status_of(exc), str(exc))
         self._audit(context, [(check, decision)])
+        self._measure("Check", started, [(check, decision)])
         return response_of(decision)
 
     def BatchCheck(self, request: pb.BatchCheckRequest, context: grpc.ServicerContext) -> pb.BatchCheckResponse:
+        started = time.perf_counter()
         try:
             self._ready()
             if len(request.checks) > MAX_BATCH:
@@ -99,7 +107,9 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             decisions = self.decider.check_many(checks, timeout=_wait_budget(context))
         except AuthzError as exc:
             context.abort(status_of(exc), str(exc))
-        self._audit(context, list(zip(checks, decisions, strict=True)))
+        pairs = list(zip(checks, decisions, strict=True))
+        self._audit(context, pairs)
+        self._measure("BatchCheck", started, pairs)
         return pb.BatchCheckResponse(results=[response_of(d) for d in decisions])
 
     def ListResources(
@@ -144,6 +154,12 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             raise RevisionUnavailable(
                 f"the replica is at revision {replica.revision}; revision {revision} was not reached in time"
             )
+
+    def _measure(self, method: str, started: float, items: list[tuple[Request, Decision]]) -> None:
+        if self.metrics is not None:
+            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+            for request, decision in items:
+                self.metrics.record(request.action, decision.allowed)
 
     def _audit(self, context: grpc.ServicerContext, items: list[tuple[Request, Decision]]) -> None:
         if self.audit is not None:

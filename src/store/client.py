@@ -10,6 +10,14 @@ import grpc
 from store.v1 import store_pb2, store_pb2_grpc
 
 CHUNK = 1 << 20
+# Reconnect quickly when the store comes back (gRPC's default backoff grows to two minutes).
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 << 20),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 class StoreClient:
@@ -19,10 +27,7 @@ class StoreClient:
         self.address = address
         self.channel = channel or grpc.insecure_channel(
             address,
-            options=[
-                ("grpc.max_receive_message_length", 64 << 20),
-                ("grpc.max_send_message_length", 64 << 20),
-            ],
+            options=CHANNEL_OPTIONS,
         )
         self.stub = store_pb2_grpc.StoreStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,85 @@
+"""Prometheus metrics of the decision service and the store, served over HTTP (`--metrics-port`).
+
+Each server owns its own CollectorRegistry (no process-wide globals), so several servers in one
+process (tests, `authz up`) do not collide. Counters are updated by gRPC handler threads;
+prometheus_client's metrics are thread-safe. Gauges about the replica and the policy are read
+when scraped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+@dataclass
+class DecisionMetrics:
+    registry: CollectorRegistry
+    decisions: Counter
+    latency: Histogram
+    reloads: Counter
+    reload_failures: Counter
+
+    @classmethod
+    def create(cls) -> DecisionMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            decisions=Counter(
+                "authz_decisions", "Decisions answered, by result and action.", ["result", "action"], registry=registry
+            ),
+            latency=Histogram(
+                "authz_call_seconds",
+                "Time to answer a call, by method.",
+                ["method"],
+                registry=registry,
+                buckets=LATENCY_BUCKETS,
+            ),
+            reloads=Counter("authz_policy_reloads", "Policy reloads that were swapped in.", registry=registry),
+            reload_failures=Counter(
+                "authz_policy_reload_failures",
+                "Policy edits refused (the last good policy kept serving).",
+                registry=registry,
+            ),
+        )
+
+    def watch(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A gauge read when scraped."""
+        Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    def record(self, action: str, allowed: bool) -> None:
+        self.decisions.labels("allow" if allowed else "deny", action).inc()
+
+
+@dataclass
+class StoreMetrics:
+    registry: CollectorRegistry
+    writes: Counter
+    latency: Histogram
+
+    @classmethod
+    def create(cls) -> StoreMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            writes=Counter("store_writes", "Committed store calls, by method.", ["method"], registry=registry),
+            latency=Histogram(
+                "store_call_seconds",
+                "Time to answer a store call, by method.",
+                ["method"],
+                registry=registry,
+                buckets=LATENCY_BUCKETS,
+            ),
+        )
+
+
+def serve_metrics(registry: CollectorRegistry, port: int, address: str = "127.0.0.1") -> tuple[Any, threading.Thread]:
+    """Serve ``registry`` at http://address:port/metrics; returns (http server, thread)."""
+    server, thread = start_http_server(port, addr=address, registry=registry)
+    return server, thread

@@ -121,6 +121,7 @@ class EngineHolder:
         self._factory = factory
         self._policy = policy
         self._roles: tuple[dict[str, Any], ...] = ()
+        self._roles_version = -1  # the state's custom_roles_version the engine was built for
         self._engine = factory(policy)
         self._lock = threading.Lock()
 
@@ -137,12 +138,13 @@ class EngineHolder:
 
     def engine_for(self, state: WorldState) -> Engine:
         """The engine to use for ``state`` (call with the replica's lock held)."""
-        if state.custom_roles_changed:
+        version = state.custom_roles_version
+        if version != self._roles_version:
             roles = tuple(dict(row) for row in state.rows["custom_role"].values())
             with self._lock:
                 self._roles = roles
                 self._engine = self._factory(self._policy.with_lines(custom_role_lines(self._policy, roles)))
-            state.custom_roles_changed = False
+                self._roles_version = version
         return self._engine
 
 

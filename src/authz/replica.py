@@ -81,7 +81,7 @@ class Replica:
             state.revision = chunk.revision
             if chunk.last:
                 break
-        state.custom_roles_changed = True
+        state.custom_roles_version = self.state.custom_roles_version + 1
         with self._advanced:
             self.state = state
             self._changed(state)

@@ -93,7 +93,7 @@ class WorldState:
         self.projects_by_owner: dict[str, set[str]] = defaultdict(set)  # "team:x" / "user:y" -> projects
         self.open_projects: set[str] = set()  # public and open projects: anyone may view them
         self.content: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in CONTENT}  # project -> ids
-        self.custom_roles_changed = False
+        self.custom_roles_version = 0  # bumped on every custom-role change; engines remember theirs
 
     def get(self, kind: str, ident: str) -> Row | None:
         return self.rows[kind].get((ident,))
@@ -104,8 +104,9 @@ class WorldState:
     def apply(self, op: str, kind: str, row: Row) -> None:
         """Apply one change of the feed: ``upsert`` (whole row), ``delete``, or ``reset``."""
         if op == "reset":
+            version = self.custom_roles_version
             self.__init__()  # type: ignore[misc]
-            self.custom_roles_changed = True
+            self.custom_roles_version = version + 1
             return
         table = self.rows[kind]
         key = key_of(kind, row)
@@ -118,7 +119,7 @@ class WorldState:
             table[key] = row
             self._index(kind, row)
         if kind == "custom_role":
-            self.custom_roles_changed = True
+            self.custom_roles_version += 1
 
     def _index(self, kind: str, row: Row) -> None:
         if kind == "membership":

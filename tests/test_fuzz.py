@@ -3,6 +3,7 @@ never raise anything but our errors, and an invalid request is never allowed."""
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -16,6 +17,8 @@ from store.errors import StoreError
 from store.world import load_document
 from tests.conftest import DEMO_WORLD
 
+# CI runs bounded examples; AUTHZ_FUZZ_SCALE=20 multiplies them for a longer run (RELIABILITY.md).
+SCALE = int(os.environ.get("AUTHZ_FUZZ_SCALE", "1"))
 TEXT = st.text(max_size=300)
 NAMES = st.sampled_from(
     ["user", "service_account", "anonymous", "team", "report", "run", "project", "registry", "version", "", "x"]
@@ -29,7 +32,7 @@ def _decider() -> Decider:
     return decider_for(state_from_file(DEMO_WORLD))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     subject_kind=NAMES, subject_id=IDS, action=ACTIONS, resource_kind=NAMES, resource_id=IDS,
     context=st.dictionaries(TEXT, TEXT, max_size=40), min_revision=st.integers(-5, 1),
@@ -53,7 +56,7 @@ def test_check_never_crashes(
     assert problem.field
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(NAMES, IDS, ACTIONS, NAMES, IDS), max_size=20))
 def test_batch_never_crashes(items: list[tuple[str, str, str, str, str]]) -> None:
     """A batch either names its first bad item or answers every item."""
@@ -79,7 +82,7 @@ JSON = st.recursive(
 )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400 * SCALE, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(JSON)
 def test_world_documents_never_crash(document: Any) -> None:
     """Any document gives a world or one of the store's errors, never another exception."""
@@ -90,7 +93,7 @@ def test_world_documents_never_crash(document: Any) -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300 * SCALE, deadline=None)
 @given(st.binary(max_size=400))
 def test_world_bytes_never_crash(data: bytes) -> None:
     """Any bytes are a document or an InvalidArgument naming the file."""

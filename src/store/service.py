@@ -14,13 +14,13 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import grpc
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from store import convert, repository
+from store import convert, migration, repository
 from store.changes import Notifier, compact, current, read_from, record, snapshot
 from store.database import Database
 from store.entities import SPECS, Key
@@ -94,6 +94,7 @@ WRITES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -161,6 +162,15 @@ def _abort(context: grpc.ServicerContext, exc: BaseException) -> None:
     context.abort(code, message)
 
 
+class _Rehearsed(Exception, Generic[T]):
+    """Carries a dry run's result out of the transaction it rolls back."""
+
+    def __init__(self, result: T, revision: int) -> None:
+        super().__init__("dry run")
+        self.result = result
+        self.revision = revision
+
+
 def _key(kind: str, message: Any) -> Key:
     spec = SPECS[kind]
     if spec.key == ("id",) or isinstance(message, store_pb2.Key):
@@ -185,6 +195,15 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
         if changes:
             self.notifier.committed(revision)
         return revision
+
+    def rehearse(self, work: Callable[[Session], T]) -> tuple[T, int]:
+        """Run ``work`` as a write would, then roll it back: its result and the revision it saw."""
+        try:
+            with self.db.writing() as session:
+                result = work(session)
+                raise _Rehearsed(result, current(session)[0])
+        except _Rehearsed as done:
+            return done.result, done.revision
 
     # -- special writes --
 
@@ -213,6 +232,33 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
             lambda s: repository.set_fields(s, "model_registry", (request.team,), state=request.state)
         )
         return store_pb2.WriteResponse(revision=revision)
+
+    @_boundary
+    def MigrateLegacyRegistry(self, request: Any, context: Any) -> store_pb2.MigrateLegacyRegistryResponse:
+        repository.check_id(request.team, "team")
+        if request.dry_run:
+            # MG4: the same code, in a transaction that is rolled back; no revision is used.
+            done, revision = self.rehearse(lambda s: migration.migrate(s, request.team))
+        else:
+            outcome: list[migration.Migration] = []
+
+            def work(session: Session) -> list[Change]:
+                outcome.append(migration.migrate(session, request.team))
+                return outcome[0].changes
+
+            revision = self.write(work)
+            done = outcome[0]
+            log.info("migrated the legacy registry of team %s into %s: %d collections and %d versions created, "
+                     "revision %d", done.team, done.registry, done.collections_created, done.versions_created,
+                     revision)  # fmt: skip
+        return store_pb2.MigrateLegacyRegistryResponse(
+            revision=revision, dry_run=request.dry_run, team=done.team, registry=done.registry,
+            state_before=done.state_before, registry_created=done.registry_created, models=done.models,
+            versions=done.versions, collections_created=done.collections_created,
+            versions_created=done.versions_created, collections_unchanged=done.collections_unchanged,
+            versions_unchanged=done.versions_unchanged,
+            changes=[convert.change(c.op, c.kind, c.data) for c in done.changes],
+        )  # fmt: skip
 
     # -- reads --
 
@@ -340,11 +386,22 @@ def _make_write(name: str, op: str, kind: str) -> Callable[..., store_pb2.WriteR
     def handler(self: StoreServicer, request: Any, context: Any) -> store_pb2.WriteResponse:
         if op == "delete":
             key = _key(kind, request)
-            revision = self.write(lambda s: repository.remove(s, kind, key))
+            values = dict(zip(SPECS[kind].key, key, strict=True))
+
+            def work(s: Session) -> list[Change]:
+                return repository.remove(s, kind, key)
         else:
             values = convert.message_to_values(request)
             action = repository.create if op == "create" else repository.update
-            revision = self.write(lambda s: action(s, kind, values))
+
+            def work(s: Session) -> list[Change]:
+                return action(s, kind, values)
+
+        def guarded(s: Session) -> list[Change]:
+            migration.check_writable(s, op, kind, values)  # M7: a migrating legacy registry is read-only
+            return work(s)
+
+        revision = self.write(guarded if kind in migration.LEGACY_KINDS else work)
         return store_pb2.WriteResponse(revision=revision)
 
     handler.__name__ = handler.__qualname__ = name

@@ -43,10 +43,10 @@ ELSEWHERE = {
     "G2": "every decision test asserts a reason (tests/test_decisions.py)",
     "G9": "context values are bare names in every decision file",
     "G-R7": "a store rule: tests/store/test_rules.py",
-    "MG1": "registry migration (not built yet)",
-    "MG2": "registry migration (not built yet); team-restricted collections are in registries.yaml",
-    "MG3": "registry migration (not built yet); M7 covers the read-only registry",
-    "MG4": "registry migration (not built yet)",
+    "MG1": "tests/store/test_migration.py (collections, versions, aliases, times, lineage kept)",
+    "MG2": "tests/authz/test_migration_proof.py and tests/decisions/migration.yaml (policy ids G-R0/G-R1/G-R3)",
+    "MG3": "tests/decisions/migration.yaml (M7 denials, M3/M4 allowed while migrating and migrated)",
+    "MG4": "tests/store/test_migration.py (idempotent, all-or-nothing, dry run)",
 }
 
 

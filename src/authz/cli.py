@@ -7,12 +7,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import grpc
 
+from authz.security import DEFAULT_TOKEN_FILE as DEFAULT_DECISION_TOKEN_FILE
+from authz.security import TOKEN_ENV as DECISION_TOKEN_ENV
 from store.server import DEFAULT_TOKEN_FILE, TOKEN_ENV, read_token
 
 DEFAULT_STORE = "127.0.0.1:50052"
@@ -74,6 +77,68 @@ token_file_option = click.option(
     default=None,
     help=f"File holding the store token when ${TOKEN_ENV} is unset (default {DEFAULT_TOKEN_FILE}).",
 )
+_PEM = click.Path(exists=True, dir_okay=False, path_type=Path)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def tls_server_options(function: _F) -> _F:
+    """--tls-cert, --tls-key, --tls-client-ca and --insecure, for a command that listens."""
+    for option in reversed((
+        click.option("--tls-cert", type=_PEM, metavar="FILE", help="Serve TLS with this certificate (PEM chain)."),
+        click.option("--tls-key", type=_PEM, metavar="FILE", help="The private key of --tls-cert (PEM)."),
+        click.option(
+            "--tls-client-ca", type=_PEM, metavar="FILE",
+            help="Mutual TLS: clients must present a certificate signed by this CA (PEM).",
+        ),
+        click.option(
+            "--insecure", is_flag=True,
+            help="Allow plain text on an address other than loopback (logged as a WARNING). Without TLS only "
+            "loopback addresses are allowed.",
+        ),
+    )):  # fmt: skip
+        function = option(function)
+    return function
+
+
+def tls_client_options(prefix: str, what: str) -> Callable[[_F], _F]:
+    """--{prefix}ca, --{prefix}cert, --{prefix}key and --{prefix}tls, for a command that calls ``what``.
+
+    The parameters are named {prefix}ca_file, {prefix}cert_file, {prefix}key_file and {prefix}tls
+    (with - as _).
+    """
+    name = prefix.replace("-", "_")
+
+    def decorate(function: _F) -> _F:
+        for option in reversed((
+            click.option(f"--{prefix}ca", f"{name}ca_file", type=_PEM, metavar="FILE",
+                         help=f"Connect to the {what} over TLS, trusting this root CA (PEM)."),
+            click.option(f"--{prefix}cert", f"{name}cert_file", type=_PEM, metavar="FILE",
+                         help=f"Client certificate for the {what} (mutual TLS; with --{prefix}key)."),
+            click.option(f"--{prefix}key", f"{name}key_file", type=_PEM, metavar="FILE",
+                         help=f"The private key of --{prefix}cert."),
+            click.option(f"--{prefix}tls", f"{name}tls", is_flag=True,
+                         help=f"Connect to the {what} over TLS with the system's root CAs."),
+        )):  # fmt: skip
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def _check_listen(listen: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None,
+                  insecure: bool) -> None:  # fmt: skip
+    """A usage error, before anything starts, for TLS flags that do not fit or plain text off loopback."""
+    from authz.security import check_listen
+
+    try:
+        check_listen(listen, cert=tls_cert, key=tls_key, client_ca=tls_client_ca, insecure=insecure)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _check_client_tls(cert: Path | None, key: Path | None, prefix: str = "") -> None:
+    if (cert is None) != (key is None):
+        raise click.UsageError(f"--{prefix}cert and --{prefix}key go together")
 
 
 @store.command("serve")
@@ -85,14 +150,29 @@ token_file_option = click.option(
     is_flag=True,
     help="Let ImportWorld replace the whole content (test stacks only; needs the token).",
 )
-def store_serve(listen: str, database_url: str | None, token_file: Path | None, allow_test_reset: bool) -> None:
-    """Run the store service (migrates the schema first). A token is generated if none is set."""
+@tls_server_options
+def store_serve(
+    listen: str, database_url: str | None, token_file: Path | None, allow_test_reset: bool, tls_cert: Path | None,
+    tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
+) -> None:  # fmt: skip
+    """Run the store service (migrates the schema first). A token is generated if none is set.
+
+    Listens on loopback in plain text by default; any other address needs --tls-cert and --tls-key
+    (or --insecure).
+    """
     from store.server import StoreConfig, create_server, ensure_token
 
+    _check_listen(listen, tls_cert, tls_key, tls_client_ca, insecure)
     token = ensure_token(token_file or DEFAULT_TOKEN_FILE)
-    server = create_server(
-        StoreConfig(listen=listen, database_url=database_url, token=token, allow_test_reset=allow_test_reset)
-    )
+    try:
+        server = create_server(
+            StoreConfig(
+                listen=listen, database_url=database_url, token=token, allow_test_reset=allow_test_reset,
+                tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca, insecure=insecure,
+            )
+        )  # fmt: skip
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise click.ClickException(f"the store did not start: {exc}") from None
     click.echo(f"store listening on {listen.rsplit(':', 1)[0]}:{server.port}", err=True)
     _wait_for_signal()
     server.stop(grace=2)
@@ -206,18 +286,45 @@ policies_option = click.option(
     show_default=True,
     help="Processes sharing the port (SO_REUSEPORT), each with its own replica; use one per core.",
 )
+@tls_server_options
+@click.option(
+    "--require-token",
+    is_flag=True,
+    help=f"Decision calls need 'authorization: Bearer <token>' even on loopback (always required elsewhere); "
+    f"the token is ${DECISION_TOKEN_ENV}, else --authz-token-file, generated there when missing.",
+)
+@click.option(
+    "--authz-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File holding the decision-call token when ${DECISION_TOKEN_ENV} is unset "
+    f"(default {DEFAULT_DECISION_TOKEN_FILE}).",
+)
+@tls_client_options("store-", "store")
 def serve(
     listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str,
-    workers: int,
+    workers: int, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
+    require_token: bool, authz_token_file: Path | None, store_ca_file: Path | None, store_cert_file: Path | None,
+    store_key_file: Path | None, store_tls: bool,
 ) -> None:  # fmt: skip
-    """Run the decision service: follow the store, answer Check, BatchCheck and the list calls."""
+    """Run the decision service: follow the store, answer Check, BatchCheck and the list calls.
+
+    Listens on loopback in plain text by default; any other address needs --tls-cert and --tls-key
+    (or --insecure), and then decision calls need a bearer token.
+    """
+    from authz import security
     from authz.errors import PolicyError
     from authz.policy import load_policy
     from authz.server import ServerConfig
 
+    _check_listen(listen, tls_cert, tls_key, tls_client_ca, insecure)
+    _check_client_tls(store_cert_file, store_key_file, "store-")
+    tokens = security.tokens_required(listen, True if require_token else None)
     config = ServerConfig(
         listen=listen, store=store_address, store_token=_store_token(token_file), policies=policies,
-        audit_log=audit_log, engine=engine,
+        audit_log=audit_log, engine=engine, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
+        insecure=insecure, require_token=tokens, token=security.ensure_token(authz_token_file) if tokens else "",
+        store_ca=store_ca_file, store_cert=store_cert_file, store_key=store_key_file, store_tls=store_tls,
     )  # fmt: skip
     try:
         load_policy(policies)
@@ -248,7 +355,10 @@ def _serve_worker(config: Any) -> None:
 
     if not logging.getLogger().handlers:
         _setup_logging(False)
-    server = create_server(config)
+    try:
+        server = create_server(config)
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise click.ClickException(f"the decision service did not start: {exc}") from None
     click.echo(f"decision service listening on {config.listen.rsplit(':', 1)[0]}:{server.port}", err=True)
     _wait_for_signal()
     server.stop(grace=2)
@@ -269,6 +379,12 @@ def _serve_worker(config: Any) -> None:
 @click.option("--allow-test-reset", is_flag=True, help="Let ImportWorld replace the whole content.")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
 @engine_option
+@click.option(
+    "--require-token",
+    is_flag=True,
+    help=f"Decision calls need a bearer token: ${DECISION_TOKEN_ENV}, else {DEFAULT_DECISION_TOKEN_FILE} "
+    "(generated when missing; `authz check` reads it).",
+)
 def up(
     port: int,
     store_port: int,
@@ -278,8 +394,13 @@ def up(
     allow_test_reset: bool,
     audit_log: Path | None,
     engine: str,
+    require_token: bool,
 ) -> None:
-    """Start the store (SQLite by default) and the decision service, load the demo world, print examples."""
+    """Start the store (SQLite by default) and the decision service, load the demo world, print examples.
+
+    Both listen on loopback in plain text; --require-token makes decision calls need a token.
+    """
+    from authz import security
     from authz.errors import PolicyError
     from authz.server import ServerConfig
     from authz.server import create_server as create_decision_server
@@ -287,6 +408,7 @@ def up(
     from store.server import StoreConfig, create_server, ensure_token
 
     token = ensure_token(DEFAULT_TOKEN_FILE)
+    decision_token = security.ensure_token(DEFAULT_DECISION_TOKEN_FILE) if require_token else ""
     store_server = create_server(
         StoreConfig(
             listen=f"127.0.0.1:{store_port}",
@@ -308,12 +430,12 @@ def up(
         decision_server = create_decision_server(
             ServerConfig(
                 listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
-                audit_log=audit_log, engine=engine,
+                audit_log=audit_log, engine=engine, require_token=require_token, token=decision_token,
             )
         )  # fmt: skip
         decision_server.replica.wait_for(revision, 60)
         address = f"127.0.0.1:{decision_server.port}"
-        click.echo(_examples(address, store_address))
+        click.echo(_examples(address, store_address, tokens=require_token))
         _wait_for_signal()
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load: {exc}") from None
@@ -325,10 +447,15 @@ def up(
         store_server.stop(grace=1)
 
 
-def _examples(address: str, store_address: str) -> str:
+def _examples(address: str, store_address: str, *, tokens: bool = False) -> str:
     check = f".venv/bin/authz check --server {address}"
+    header = ""
+    tokens_note = ""
+    if tokens:
+        header = f'-H "authorization: Bearer $(cat {DEFAULT_DECISION_TOKEN_FILE})" '
+        tokens_note = f"\nDecision calls need the token in ${DECISION_TOKEN_ENV} or {DEFAULT_DECISION_TOKEN_FILE}."
     return f"""
-Ready: authz.v1.Authorizer on {address}, store.v1.Store on {store_address} (token in {DEFAULT_TOKEN_FILE}).
+Ready: authz.v1.Authorizer on {address}, store.v1.Store on {store_address} (token in {DEFAULT_TOKEN_FILE}).{tokens_note}
 Try, in another shell:
 
   {check} user:carol report.edit report:rep-weekly-vision --explain   # allowed: her own report (RP3)
@@ -337,7 +464,7 @@ Try, in another shell:
   {check} service_account:vision-ci run.attribute project:vision-detection -c username=carol   # E9
   {check} user:dave model_registry.add_alias model_registry:vision -c alias=production        # M1a
   {check} anonymous report.view report:rep-benchmarks --json          # public project (RP1)
-  grpcurl -plaintext -d '{{"subject": {{"kind": "user", "id": "trent"}}, "action": "run.create",
+  grpcurl -plaintext {header}-d '{{"subject": {{"kind": "user", "id": "trent"}}, "action": "run.create",
       "resource": {{"kind": "project", "id": "platform-playground"}}}}' {address} authz.v1.Authorizer/Check
 
 Edit a file in policies/ and the service reloads it. Press Ctrl-C to stop."""
@@ -352,9 +479,18 @@ Edit a file in policies/ and the service reloads it. Press Ctrl-C to stop."""
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.option("--server", default=DEFAULT_SERVER, show_default=True, help="Decision service address.")
 @click.option("--min-revision", type=int, default=0, help="Wait until the service has this store revision.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"File holding the decision-call token when ${DECISION_TOKEN_ENV} is unset "
+    f"(default {DEFAULT_DECISION_TOKEN_FILE}; sent only when one is found).",
+)
+@tls_client_options("", "decision service")
 def check(
     subject: str, action: str, resource: str, context: tuple[str, ...], explain: bool, as_json: bool, server: str,
-    min_revision: int,
+    min_revision: int, token_file: Path | None, ca_file: Path | None, cert_file: Path | None,
+    key_file: Path | None, tls: bool,
 ) -> None:  # fmt: skip
     """Ask whether SUBJECT (user:bob, service_account:ci, anonymous) may do ACTION on RESOURCE (kind:id).
 
@@ -363,6 +499,9 @@ def check(
     import json
 
     from authz.client import Client
+    from authz.security import read_token
+
+    _check_client_tls(cert_file, key_file)
 
     values: dict[str, str] = {}
     for item in context:
@@ -371,7 +510,7 @@ def check(
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="-c/--context")
         values[key] = value
     try:
-        with Client(server) as client:
+        with Client(server, token=read_token(token_file), ca=ca_file, cert=cert_file, key=key_file, tls=tls) as client:
             decision = client.check(subject, action, resource, values, min_revision=min_revision, explain=explain)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import grpc
-
 from authz.decider import Decision
+from authz.security import Pem, open_channel
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
 
@@ -60,8 +59,22 @@ def decision_of(response: pb.CheckResponse) -> Decision:
 
 
 class Client:
-    def __init__(self, address: str = "127.0.0.1:50051", *, token: str = "", timeout: float = 10.0) -> None:
-        self.channel = grpc.insecure_channel(address)
+    """A decision-service client. ``token`` is sent as ``authorization: Bearer``; ``ca`` (root
+    certificate to trust, PEM bytes or a file), ``cert`` and ``key`` (a client certificate for mutual
+    TLS) or ``tls=True`` (the system's roots) make the channel secure."""
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:50051",
+        *,
+        token: str = "",
+        timeout: float = 10.0,
+        ca: Pem | None = None,
+        cert: Pem | None = None,
+        key: Pem | None = None,
+        tls: bool = False,
+    ) -> None:
+        self.channel = open_channel(address, ca=ca, cert=cert, key=key, tls=tls)
         self.stub = authorizer_pb2_grpc.AuthorizerStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.timeout = timeout

@@ -86,9 +86,13 @@ def validate(request: Request, prefix: str = "") -> None:
         raise InvalidRequest(f"{prefix}context", f"has {len(request.context)} entries; the limit is {MAX_CONTEXT}")
     for key, value in request.context.items():
         if not CONTEXT_KEY.match(key):
-            raise InvalidRequest(f"{prefix}context", f"key {key!r} is not a name like alias or artifact_type")
+            raise InvalidRequest(
+                f"{prefix}context", f"key {key!r} is not 1 to 64 of a-z and _ (a name like alias or artifact_type)"
+            )
         if len(value) > MAX_CONTEXT_VALUE:
-            raise InvalidRequest(f"{prefix}context.{key}", f"is longer than {MAX_CONTEXT_VALUE} characters")
+            raise InvalidRequest(
+                f"{prefix}context.{key}", f"is {len(value)} characters long; the limit is {MAX_CONTEXT_VALUE}"
+            )
     if request.min_revision < 0:
         raise InvalidRequest(f"{prefix}min_revision", "must be 0 or more")
 
@@ -99,7 +103,11 @@ def _check_id(value: str, field_name: str) -> None:
     if len(value) > MAX_ID:
         raise InvalidRequest(field_name, f"is {len(value)} characters long; the limit is {MAX_ID}")
     if not ID.match(value):
-        raise InvalidRequest(field_name, f"{value!r} has characters ids cannot have (letters, digits, . _ @ + -)")
+        raise InvalidRequest(
+            field_name,
+            f"{value!r} has characters an id cannot have: only letters, digits and . _ @ + - are allowed, "
+            "starting with a letter or digit",
+        )
 
 
 def engine_factory(name: str) -> Callable[[Policy], Engine]:

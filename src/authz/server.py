@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import security
 from authz.audit import AuditLog
 from authz.decider import Decider, EngineHolder, engine_factory
 from authz.metrics import DecisionMetrics, serve_metrics
@@ -35,17 +36,35 @@ POLICY_HEALTH = f"{SERVICE_NAME}/policy"
 REPLICA_HEALTH = f"{SERVICE_NAME}/replica"
 
 
+MAX_MESSAGE_BYTES = 4 << 20  # a bigger request is refused by gRPC with RESOURCE_EXHAUSTED
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
     store: str = "127.0.0.1:50052"
-    store_token: str = ""
+    store_token: str = field(default="", repr=False)
     policies: Path = Path("policies")
     audit_log: Path | None = None
     max_workers: int = 32
     reload_interval: float = 0.25
     engine: str = "compiled"
     metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT (0: any free port)
+    # Transport: TLS with cert + key, mutual TLS with a client CA too. Without a certificate only a
+    # loopback address is allowed, unless insecure (plain text anywhere, logged as a WARNING).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    insecure: bool = False
+    # Decision calls need `authorization: Bearer <token>`: None means on unless listening on loopback.
+    require_token: bool | None = None
+    token: str = field(default="", repr=False)
+    max_message_bytes: int = MAX_MESSAGE_BYTES
+    # The connection to the store: a root CA to trust, and a client certificate for mutual TLS.
+    store_ca: Path | None = None
+    store_cert: Path | None = None
+    store_key: Path | None = None
+    store_tls: bool = False  # TLS with the system's roots when no store_ca is given
 
 
 class _Health(health.HealthServicer):  # type: ignore[misc]
@@ -123,13 +142,37 @@ class DecisionServer:
 def create_server(config: ServerConfig) -> DecisionServer:
     """A started decision service; the policy must load (PolicyError otherwise)."""
     policy = load_policy(config.policies)
+    interceptors: list[grpc.ServerInterceptor] = []
+    if security.tokens_required(config.listen, config.require_token):
+        if not config.token:
+            raise ValueError(
+                f"decision calls on {config.listen} need a token: set {security.TOKEN_ENV} or a token file "
+                "(tokens are off by default on loopback only)"
+            )
+        interceptors.append(security.TokenInterceptor(config.token))
     holder = EngineHolder(policy, engine_factory(config.engine))
-    client = StoreClient(config.store, config.store_token)
+    executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
+    server = grpc.server(
+        executor,
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", config.max_message_bytes)],
+    )
+    try:
+        port = security.bind(
+            server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
+            insecure=config.insecure, service="decision service",
+        )  # fmt: skip
+        client = StoreClient(
+            config.store, config.store_token, ca=config.store_ca, cert=config.store_cert, key=config.store_key,
+            tls=config.store_tls,
+        )  # fmt: skip
+    except BaseException:
+        server.stop(None)
+        executor.shutdown(wait=False)
+        raise
     replica = Replica(client)
     decider = Decider(replica, holder)
     audit = AuditLog(config.audit_log) if config.audit_log else None
-    executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
-    server = grpc.server(executor)
     metrics = DecisionMetrics.create()
     authorizer_pb2_grpc.add_AuthorizerServicer_to_server(
         AuthorizerServicer(decider, audit=audit, metrics=metrics), server
@@ -137,9 +180,6 @@ def create_server(config: ServerConfig) -> DecisionServer:
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
     reloader = PolicyReloader(Path(config.policies), holder, interval=config.reload_interval)
     reloader.metrics = metrics
     metrics.watch("authz_replica_revision", "Store revision the replica has applied.", lambda: replica.revision)
@@ -165,9 +205,16 @@ def create_server(config: ServerConfig) -> DecisionServer:
     replica.start()
     reloader.start()
     threading.Thread(target=_health_when_synced, args=(running,), name="health", daemon=True).start()
-    log.info("decision service on %s:%d, policy %s, store %s", config.listen.rsplit(":", 1)[0], port,
-             policy.version, config.store)  # fmt: skip
+    log.info("decision service on %s:%d (%s, %s), policy %s, store %s", config.listen.rsplit(":", 1)[0], port,
+             _transport(config), "tokens required" if interceptors else "no token required", policy.version,
+             config.store)  # fmt: skip
     return running
+
+
+def _transport(config: ServerConfig) -> str:
+    if config.tls_cert is None:
+        return "plain text"
+    return "mutual TLS" if config.tls_client_ca is not None else "TLS"
 
 
 def _health_when_synced(running: DecisionServer) -> None:

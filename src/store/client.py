@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from authz.security import Pem, open_channel
 from store.v1 import store_pb2, store_pb2_grpc
 
 CHUNK = 1 << 20
@@ -21,14 +22,25 @@ CHANNEL_OPTIONS = [
 
 
 class StoreClient:
-    """``StoreClient("127.0.0.1:50052", token)``; use as a context manager to close the channel."""
+    """``StoreClient("127.0.0.1:50052", token)``; use as a context manager to close the channel.
 
-    def __init__(self, address: str, token: str, *, channel: grpc.Channel | None = None) -> None:
+    TLS: ``ca`` (root certificate to trust, PEM bytes or a file), ``cert`` and ``key`` (a client
+    certificate for mutual TLS) or ``tls=True`` (the system's roots) make the channel secure.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        token: str,
+        *,
+        channel: grpc.Channel | None = None,
+        ca: Pem | None = None,
+        cert: Pem | None = None,
+        key: Pem | None = None,
+        tls: bool = False,
+    ) -> None:
         self.address = address
-        self.channel = channel or grpc.insecure_channel(
-            address,
-            options=CHANNEL_OPTIONS,
-        )
+        self.channel = channel or open_channel(address, ca=ca, cert=cert, key=key, tls=tls, options=CHANNEL_OPTIONS)
         self.stub = store_pb2_grpc.StoreStub(self.channel)
         self.metadata = (("authorization", f"Bearer {token}"),)
 

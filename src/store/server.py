@@ -6,13 +6,14 @@ import logging
 import os
 import secrets
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import security
 from store.changes import Notifier
 from store.database import Database, open_database
 from store.schema import migrate
@@ -30,10 +31,16 @@ SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
 class StoreConfig:
     listen: str = "127.0.0.1:50052"
     database_url: str | None = None
-    token: str = ""
+    token: str = field(default="", repr=False)
     allow_test_reset: bool = False
     max_workers: int = 64
     migrate: bool = True
+    # Transport: TLS with cert + key, mutual TLS with a client CA too. Without a certificate only a
+    # loopback address is allowed, unless insecure (plain text anywhere, logged as a WARNING).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    insecure: bool = False
 
 
 @dataclass
@@ -80,10 +87,6 @@ def create_server(config: StoreConfig) -> StoreServer:
     """A started store server; ``port`` is the one bound (useful with port 0)."""
     if not config.token:
         raise ValueError("the store needs a token: set AUTHZ_STORE_TOKEN or a token file")
-    db = open_database(config.database_url)
-    if config.migrate:
-        migrate(db)
-    servicer = StoreServicer(db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset)
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="store")
     server = grpc.server(
         executor,
@@ -92,17 +95,31 @@ def create_server(config: StoreConfig) -> StoreServer:
             ("grpc.max_send_message_length", 64 << 20),
         ],
     )
+    db: Database | None = None
+    try:  # refuse an insecure or broken listen address before touching the database
+        port = security.bind(
+            server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
+            insecure=config.insecure, service="store",
+        )  # fmt: skip
+        db = open_database(config.database_url)
+        if config.migrate:
+            migrate(db)
+    except BaseException:
+        server.stop(None)
+        executor.shutdown(wait=False)
+        if db is not None:
+            db.dispose()
+        raise
+    servicer = StoreServicer(db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset)
     store_pb2_grpc.add_StoreServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(config.listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {config.listen}")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("store serving on %s (database %s)", _with_port(config.listen, port), _safe_url(db.url))
+    transport = "plain text" if config.tls_cert is None else "mutual TLS" if config.tls_client_ca else "TLS"
+    log.info("store serving on %s (%s, database %s)", _with_port(config.listen, port), transport, _safe_url(db.url))
     return StoreServer(server, port, servicer, db, executor)
 
 

@@ -120,13 +120,15 @@ class Soak:
                                 raise
                             client.write("RemoveMember", store_pb2.MembershipKey(team="vision", user=person))
                     else:
+                        # A new id for every attempt: a write committed just before the store was
+                        # killed, but never acknowledged, must not block this writer.
                         run = f"soak-{seed}-{n}"
+                        n += 1
                         client.write(
                             "CreateRun", store_pb2.Run(id=run, project="vision-detection", creator="user:carol")
                         )
                         with self.lock:
                             self.acked.append(run)
-                        n += 1
                     self.count("writes")
                 except grpc.RpcError as exc:
                     self.error("write", exc)  # UNAVAILABLE while the store is down is expected

@@ -301,11 +301,17 @@ policies_option = click.option(
     f"(default {DEFAULT_DECISION_TOKEN_FILE}).",
 )
 @tls_client_options("store-", "store")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (with --workers, PORT, PORT+1, ...).",
+)
 def serve(
     listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str,
     workers: int, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
     require_token: bool, authz_token_file: Path | None, store_ca_file: Path | None, store_cert_file: Path | None,
-    store_key_file: Path | None, store_tls: bool,
+    store_key_file: Path | None, store_tls: bool, metrics_port: int | None,
 ) -> None:  # fmt: skip
     """Run the decision service: follow the store, answer Check, BatchCheck and the list calls.
 
@@ -325,6 +331,7 @@ def serve(
         audit_log=audit_log, engine=engine, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
         insecure=insecure, require_token=tokens, token=security.ensure_token(authz_token_file) if tokens else "",
         store_ca=store_ca_file, store_cert=store_cert_file, store_key=store_key_file, store_tls=store_tls,
+        metrics_port=metrics_port,
     )  # fmt: skip
     try:
         load_policy(policies)
@@ -335,10 +342,18 @@ def serve(
         return
     if listen.endswith(":0"):
         raise click.BadParameter("several workers need a fixed port", param_hint="--listen")
+    import dataclasses
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    children = [context.Process(target=_serve_worker, args=(config,), name=f"authz-{n}") for n in range(workers)]
+    children = [
+        context.Process(
+            target=_serve_worker,
+            args=(dataclasses.replace(config, metrics_port=None if metrics_port is None else metrics_port + n),),
+            name=f"authz-{n}",
+        )
+        for n in range(workers)
+    ]
     for child in children:
         child.start()
     click.echo(f"decision service: {workers} workers on {listen}", err=True)

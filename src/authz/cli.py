@@ -151,9 +151,15 @@ def _check_client_tls(cert: Path | None, key: Path | None, prefix: str = "") -> 
     help="Let ImportWorld replace the whole content (test stacks only; needs the token).",
 )
 @tls_server_options
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus metrics (write rates, revision) on http://127.0.0.1:PORT/metrics.",
+)
 def store_serve(
     listen: str, database_url: str | None, token_file: Path | None, allow_test_reset: bool, tls_cert: Path | None,
-    tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
+    tls_key: Path | None, tls_client_ca: Path | None, insecure: bool, metrics_port: int | None,
 ) -> None:  # fmt: skip
     """Run the store service (migrates the schema first). A token is generated if none is set.
 
@@ -169,6 +175,7 @@ def store_serve(
             StoreConfig(
                 listen=listen, database_url=database_url, token=token, allow_test_reset=allow_test_reset,
                 tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca, insecure=insecure,
+                metrics_port=metrics_port,
             )
         )  # fmt: skip
     except (ValueError, OSError, RuntimeError) as exc:

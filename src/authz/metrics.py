@@ -1,4 +1,4 @@
-"""Prometheus metrics of the decision service and the store, served over HTTP (`--metrics-port`).
+"""Prometheus metrics of the decision service, served over HTTP (`--metrics-port`).
 
 Each server owns its own CollectorRegistry (no process-wide globals), so several servers in one
 process (tests, `authz up`) do not collide. Counters are updated by gRPC handler threads;
@@ -55,28 +55,6 @@ class DecisionMetrics:
 
     def record(self, action: str, allowed: bool) -> None:
         self.decisions.labels("allow" if allowed else "deny", action).inc()
-
-
-@dataclass
-class StoreMetrics:
-    registry: CollectorRegistry
-    writes: Counter
-    latency: Histogram
-
-    @classmethod
-    def create(cls) -> StoreMetrics:
-        registry = CollectorRegistry()
-        return cls(
-            registry=registry,
-            writes=Counter("store_writes", "Committed store calls, by method.", ["method"], registry=registry),
-            latency=Histogram(
-                "store_call_seconds",
-                "Time to answer a store call, by method.",
-                ["method"],
-                registry=registry,
-                buckets=LATENCY_BUCKETS,
-            ),
-        )
 
 
 def serve_metrics(registry: CollectorRegistry, port: int, address: str = "127.0.0.1") -> tuple[Any, threading.Thread]:

@@ -8,14 +8,17 @@ import secrets
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
 
 from authz import security
 from store.changes import Notifier
 from store.database import Database, open_database
+from store.metrics import StoreMetrics
 from store.schema import migrate
 from store.service import Credentials, StoreServicer
 from store.v1 import store_pb2, store_pb2_grpc
@@ -41,6 +44,7 @@ class StoreConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     insecure: bool = False
+    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT (0: any free port)
 
 
 @dataclass
@@ -50,12 +54,17 @@ class StoreServer:
     servicer: StoreServicer
     db: Database
     executor: futures.ThreadPoolExecutor
+    metrics_http: Any = None
+    metrics_port: int = 0
 
     def stop(self, grace: float | None = None) -> None:
         """Stop serving, let handler threads finish (streams notice within 0.25 s), close the database."""
         self.server.stop(grace).wait()
         self.executor.shutdown(wait=True)
         self.db.dispose()
+        if self.metrics_http is not None:
+            self.metrics_http.shutdown()
+            self.metrics_http.server_close()
 
 
 def read_token(token_file: Path | None = None) -> str:
@@ -110,7 +119,10 @@ def create_server(config: StoreConfig) -> StoreServer:
         if db is not None:
             db.dispose()
         raise
-    servicer = StoreServicer(db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset)
+    metrics = StoreMetrics.create()
+    servicer = StoreServicer(
+        db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset, metrics=metrics
+    )
     store_pb2_grpc.add_StoreServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -120,7 +132,11 @@ def create_server(config: StoreConfig) -> StoreServer:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     transport = "plain text" if config.tls_cert is None else "mutual TLS" if config.tls_client_ca else "TLS"
     log.info("store serving on %s (%s, database %s)", _with_port(config.listen, port), transport, _safe_url(db.url))
-    return StoreServer(server, port, servicer, db, executor)
+    running = StoreServer(server, port, servicer, db, executor)
+    if config.metrics_port is not None:
+        http, _ = start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
+        running.metrics_http, running.metrics_port = http, int(http.server_port)
+    return running
 
 
 def _with_port(listen: str, port: int) -> str:

@@ -35,6 +35,7 @@ from store.errors import (
     Unauthenticated,
 )
 from store.importer import import_world
+from store.metrics import StoreMetrics
 from store.repository import Change
 from store.v1 import store_pb2, store_pb2_grpc
 from store.world import load_document, parse_world
@@ -180,12 +181,19 @@ def _key(kind: str, message: Any) -> Key:
 
 class StoreServicer(store_pb2_grpc.StoreServicer):
     def __init__(
-        self, db: Database, credentials: Credentials, notifier: Notifier, *, allow_test_reset: bool = False
+        self,
+        db: Database,
+        credentials: Credentials,
+        notifier: Notifier,
+        *,
+        allow_test_reset: bool = False,
+        metrics: StoreMetrics | None = None,
     ) -> None:
         self.db = db
         self.credentials = credentials
         self.notifier = notifier
         self.allow_test_reset = allow_test_reset
+        self.metrics = metrics
 
     def write(self, work: Callable[[Session], list[Change]]) -> int:
         """Run ``work`` in one transaction, give its changes the next revision, commit."""
@@ -194,6 +202,8 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
             revision = record(session, changes)
         if changes:
             self.notifier.committed(revision)
+            if self.metrics is not None:
+                self.metrics.committed(revision, len(changes))
         return revision
 
     def rehearse(self, work: Callable[[Session], T]) -> tuple[T, int]:

@@ -93,3 +93,24 @@ def test_list_pages(store_client: StoreClient) -> None:
             store_client.call("List", request)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert field in info.value.details()
+
+
+def test_store_metrics(database_url: str) -> None:
+    """The store's /metrics counts committed writes and changes and shows the revision."""
+    import urllib.request
+
+    from store.server import StoreConfig, create_server
+    from tests.conftest import TOKEN
+
+    server = create_server(StoreConfig(listen="127.0.0.1:0", database_url=database_url, token=TOKEN, metrics_port=0))
+    try:
+        with StoreClient(f"127.0.0.1:{server.port}", TOKEN) as client:
+            client.write("CreateOrg", pb.Org(id="acme"))
+            client.write("CreateTeam", pb.Team(id="t", org="acme"))
+        url = f"http://127.0.0.1:{server.metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+    finally:
+        server.stop(0)
+    assert "store_writes_total 2.0" in text
+    assert "store_changes_total 2.0" in text
+    assert "store_revision 2.0" in text

@@ -46,6 +46,7 @@ from store.v1 import store_pb2  # noqa: E402
 
 DEMO = ROOT / "examples" / "demo-world.yaml"
 PEOPLE = ["trent", "rupert", "sybil"]
+LIVE_RUNS = 50  # runs each writer keeps; older ones are deleted
 
 
 class Soak:
@@ -63,7 +64,9 @@ class Soak:
         self.lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
-        self.acked: list[str] = []
+        self.acked: list[str] = []  # runs whose creation was acknowledged and not yet deleted
+        self.deleted: list[str] = []  # runs whose deletion was acknowledged
+        self.created = 0
         self.wrong: list[str] = []
         self.compared = 0
         state = state_from_file(DEMO)
@@ -103,6 +106,7 @@ class Soak:
     def writer(self, seed: int) -> None:
         rng = random.Random(seed)
         n = 0
+        mine: list[str] = []  # this writer's runs that exist, oldest first
         with StoreClient(self.store, TOKEN) as client:
             while not self.stop.is_set():
                 if self.pause.is_set():
@@ -119,6 +123,14 @@ class Soak:
                             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
                                 raise
                             client.write("RemoveMember", store_pb2.MembershipKey(team="vision", user=person))
+                    elif len(mine) >= LIVE_RUNS:
+                        # Keep the world's size steady, so memory growth means a leak, not data.
+                        oldest = mine[0]
+                        client.write("DeleteRun", store_pb2.Key(id=oldest))
+                        mine.pop(0)
+                        with self.lock:
+                            self.acked.remove(oldest)
+                            self.deleted.append(oldest)
                     else:
                         # A new id for every attempt: a write committed just before the store was
                         # killed, but never acknowledged, must not block this writer.
@@ -127,8 +139,10 @@ class Soak:
                         client.write(
                             "CreateRun", store_pb2.Run(id=run, project="vision-detection", creator="user:carol")
                         )
+                        mine.append(run)
                         with self.lock:
                             self.acked.append(run)
+                            self.created += 1
                     self.count("writes")
                 except grpc.RpcError as exc:
                     self.error("write", exc)  # UNAVAILABLE while the store is down is expected
@@ -220,6 +234,7 @@ class Soak:
             reference.stop()
         with StoreClient(self.store, TOKEN) as client:
             missing = [run for run in self.acked if _missing(client, run)]
+            missing += [run for run in self.deleted if not _missing(client, run)]  # a delete undone
         store.__exit__(None, None, None)
         return {
             "minutes": self.seconds / 60,
@@ -228,7 +243,8 @@ class Soak:
             "decisions_compared_with_reference": self.compared,
             "wrong_decisions": len(self.wrong),
             "wrong_examples": self.wrong[:5],
-            "writes_acknowledged": len(self.acked),
+            "runs_created_acknowledged": self.created,
+            "runs_deleted_acknowledged": len(self.deleted),
             "writes_lost": len(missing),
             "rss_mb_start": round(rss_start, 1),
             "rss_mb_end": round(rss_end, 1),

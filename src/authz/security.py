@@ -16,8 +16,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
-import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -175,28 +173,16 @@ def bind(
 
 def read_token(token_file: Path | None = None) -> str:
     """$AUTHZ_TOKEN, else the token file (default var/authz.token), else empty."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return token
-    path = token_file or DEFAULT_TOKEN_FILE
-    if path.is_file():
-        return path.read_text().strip()
-    return ""
+    from store import tokens  # store.client imports this module: import store lazily
+
+    return tokens.read_token(TOKEN_ENV, token_file or DEFAULT_TOKEN_FILE)
 
 
 def ensure_token(token_file: Path | None = None) -> str:
-    """The configured token, or a new random one written to ``token_file`` with mode 0600."""
-    token = read_token(token_file)
-    if token:
-        return token
-    path = token_file or DEFAULT_TOKEN_FILE
-    token = secrets.token_urlsafe(32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    log.info("generated a decision-call token in %s (mode 0600)", path)
-    return token
+    """The configured decision-call token, or a new random one written to the file with mode 0600."""
+    from store import tokens
+
+    return tokens.ensure_token(TOKEN_ENV, token_file or DEFAULT_TOKEN_FILE, "decision-call")
 
 
 def tokens_required(listen: str, require_token: bool | None) -> bool:

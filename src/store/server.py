@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from authz import security
+from store import tokens
 from store.changes import Notifier
 from store.database import Database, open_database
 from store.metrics import StoreMetrics
@@ -69,27 +68,12 @@ class StoreServer:
 
 def read_token(token_file: Path | None = None) -> str:
     """$AUTHZ_STORE_TOKEN, else the token file (default var/store.token), else empty."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        return token
-    path = token_file or DEFAULT_TOKEN_FILE
-    if path.is_file():
-        return path.read_text().strip()
-    return ""
+    return tokens.read_token(TOKEN_ENV, token_file or DEFAULT_TOKEN_FILE)
 
 
 def ensure_token(token_file: Path = DEFAULT_TOKEN_FILE) -> str:
-    """The configured token, or a new random one written to ``token_file`` with mode 0600."""
-    token = read_token(token_file)
-    if token:
-        return token
-    token = secrets.token_urlsafe(32)
-    token_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    log.info("generated a store token in %s (mode 0600)", token_file)
-    return token
+    """The configured store token, or a new random one written to ``token_file`` with mode 0600."""
+    return tokens.ensure_token(TOKEN_ENV, token_file, "store")
 
 
 def create_server(config: StoreConfig) -> StoreServer:

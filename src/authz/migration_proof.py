@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 from authz.decider import Decider, Request
 from authz.policy import Policy
+from authz.replica import state_from_snapshot
 from authz.state import WorldState
 from authz.testing import decider_for
 from store import convert
@@ -277,19 +278,6 @@ def _flatten(pairs: list[tuple[str, list[_Pair]]]) -> Iterator[tuple[str, _Pair]
     for model, items in pairs:
         for pair in items:
             yield model, pair
-
-
-def state_from_snapshot(chunks: Iterable[store_pb2.SnapshotChunk]) -> WorldState:
-    """The world of a store Snapshot stream, at its revision."""
-    state = WorldState()
-    for chunk in chunks:
-        for entity in chunk.entities:
-            kind, row = convert.entity_row(entity)
-            state.apply("upsert", kind, row)
-        state.revision = chunk.revision
-        if chunk.last:
-            break
-    return state
 
 
 def snapshot_and_plan(

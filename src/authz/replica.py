@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,6 +28,19 @@ log = logging.getLogger("authz.replica")
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
+
+
+def state_from_snapshot(chunks: Iterable[store_pb2.SnapshotChunk]) -> WorldState:
+    """The world of a store Snapshot stream, at its revision."""
+    state = WorldState()
+    for chunk in chunks:
+        for entity in chunk.entities:
+            kind, row = convert.entity_row(entity)
+            state.apply("upsert", kind, row)
+        state.revision = chunk.revision
+        if chunk.last:
+            break
+    return state
 
 
 class Replica:
@@ -73,14 +86,7 @@ class Replica:
 
     def load_snapshot(self, chunks: Iterator[store_pb2.SnapshotChunk]) -> None:
         """Build a new state from a snapshot stream and swap it in."""
-        state = WorldState()
-        for chunk in chunks:
-            for entity in chunk.entities:
-                kind, row = convert.entity_row(entity)
-                state.apply("upsert", kind, row)
-            state.revision = chunk.revision
-            if chunk.last:
-                break
+        state = state_from_snapshot(chunks)
         state.custom_roles_version = self.state.custom_roles_version + 1
         with self._advanced:
             self.state = state

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any, TypeVar
 
 import click
@@ -23,11 +24,12 @@ DEMO_WORLD = Path("examples/demo-world.yaml")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from servicekit.text import EscapingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    # Callers' text (ids, world names, error messages) reaches log lines: keep each record on one line.
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 
 def _store_token(token_file: Path | None) -> str:
@@ -42,11 +44,39 @@ def _fail_rpc(exc: grpc.RpcError) -> click.ClickException:
     return click.ClickException(f"{code.name}: {exc.details()}")
 
 
-def _wait_for_signal() -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+def _wait_for_signal(on_hangup: Callable[[], object] | None = None, done: Callable[[], bool] | None = None) -> None:
+    """Block until SIGINT or SIGTERM, or until ``done()`` (asked every half second) is true.
+
+    SIGHUP never stops a server (its default action would kill it): it is how logrotate asks a
+    daemon to reopen its logs, so it calls ``on_hangup`` (reopen the audit log) or is ignored.
+    The handlers only note the signal; the work runs here, in the main thread, between waits.
+    """
+    received: list[int] = []
+    wake = threading.Event()
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, note)
+    while True:
+        wake.wait(None if done is None else 0.5)
+        wake.clear()
+        while received:
+            if received.pop(0) != signal.SIGHUP:
+                return
+            if on_hangup is not None:
+                on_hangup()
+            else:
+                logging.getLogger("authz.cli").info("SIGHUP: no log file to reopen; still serving")
+        if done is not None and done():
+            return
+
+
+def _start_error(what: str, exc: BaseException) -> click.ClickException:
+    """The one line a server that cannot start prints (a taken address, an audit log it cannot open, ...)."""
+    return click.ClickException(f"{what} did not start: {exc}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,9 +209,9 @@ def store_serve(
             )
         )  # fmt: skip
     except (ValueError, OSError, RuntimeError) as exc:
-        raise click.ClickException(f"the store did not start: {exc}") from None
+        raise _start_error("the store", exc) from None
     click.echo(f"store listening on {listen.rsplit(':', 1)[0]}:{server.port}", err=True)
-    _wait_for_signal()
+    _wait_for_signal()  # SIGHUP: the store writes no log file of its own; it keeps serving
     server.stop(grace=2)
 
 
@@ -352,11 +382,23 @@ def serve(
     import dataclasses
     import multiprocessing
 
+    from authz.audit import AuditLog
+
+    # What would stop every worker is refused here, as one line, before any starts: an address
+    # another server holds (the workers share theirs with each other only), an audit log that
+    # cannot be opened.
+    try:
+        security.check_free(listen)
+        if audit_log is not None:
+            AuditLog(audit_log).close()
+    except OSError as exc:
+        raise _start_error("the decision service", exc) from None
     context = multiprocessing.get_context("spawn")
+    shared = dataclasses.replace(config, reuse_port=True)  # the workers share the port, with each other only
     children = [
         context.Process(
-            target=_serve_worker,
-            args=(dataclasses.replace(config, metrics_port=None if metrics_port is None else metrics_port + n),),
+            target=_serve_child,
+            args=(dataclasses.replace(shared, metrics_port=None if metrics_port is None else metrics_port + n),),
             name=f"authz-{n}",
         )
         for n in range(workers)
@@ -364,15 +406,30 @@ def serve(
     for child in children:
         child.start()
     click.echo(f"decision service: {workers} workers on {listen}", err=True)
-    _wait_for_signal()
-    for child in children:
-        child.terminate()
-    for child in children:
-        child.join(10)
+
+    def hangup() -> None:  # each worker reopens its own audit log
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signal.SIGHUP)
+
+    try:
+        # A worker that stops (it could not start, it crashed) stops the whole service, so that a
+        # supervisor sees it, instead of serving on with fewer workers.
+        _wait_for_signal(hangup, done=lambda: any(child.exitcode is not None for child in children))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(10)
+    failed = [child for child in children if child.exitcode not in (0, -signal.SIGTERM, None)]
+    if failed:
+        raise click.ClickException(
+            f"worker {failed[0].name} stopped with exit code {failed[0].exitcode}; the service stopped"
+        )
 
 
 def _serve_worker(config: Any) -> None:
-    """One decision-service process: serve until SIGINT or SIGTERM."""
+    """One decision-service process: serve until SIGINT or SIGTERM; SIGHUP reopens the audit log."""
     from authz.server import create_server
 
     if not logging.getLogger().handlers:
@@ -380,10 +437,20 @@ def _serve_worker(config: Any) -> None:
     try:
         server = create_server(config)
     except (ValueError, OSError, RuntimeError) as exc:
-        raise click.ClickException(f"the decision service did not start: {exc}") from None
+        raise _start_error("the decision service", exc) from None
     click.echo(f"decision service listening on {config.listen.rsplit(':', 1)[0]}:{server.port}", err=True)
-    _wait_for_signal()
+    _wait_for_signal(server.reopen_audit_log)
     server.stop(grace=2)
+
+
+def _serve_child(config: Any) -> None:
+    """A worker process of `serve --workers N`: a start error is one line and exit code 1."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until _serve_worker handles it: never die of it
+    try:
+        _serve_worker(config)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
 
 
 @main.command("up")
@@ -431,14 +498,17 @@ def up(
 
     token = ensure_token(DEFAULT_TOKEN_FILE)
     decision_token = security.ensure_token(DEFAULT_DECISION_TOKEN_FILE) if require_token else ""
-    store_server = create_server(
-        StoreConfig(
-            listen=f"127.0.0.1:{store_port}",
-            database_url=database_url,
-            token=token,
-            allow_test_reset=allow_test_reset,
+    try:
+        store_server = create_server(
+            StoreConfig(
+                listen=f"127.0.0.1:{store_port}",
+                database_url=database_url,
+                token=token,
+                allow_test_reset=allow_test_reset,
+            )
         )
-    )
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise _start_error("the store", exc) from None
     store_address = f"127.0.0.1:{store_server.port}"
     decision_server = None
     try:
@@ -449,16 +519,21 @@ def up(
             revision = result.revision
             click.echo(f"loaded {world}: {result.created} created, {result.unchanged} unchanged, "
                        f"revision {result.revision}")  # fmt: skip
-        decision_server = create_decision_server(
-            ServerConfig(
-                listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
-                audit_log=audit_log, engine=engine, require_token=require_token, token=decision_token,
-            )
-        )  # fmt: skip
+        try:
+            decision_server = create_decision_server(
+                ServerConfig(
+                    listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
+                    audit_log=audit_log, engine=engine, require_token=require_token, token=decision_token,
+                )
+            )  # fmt: skip
+        except PolicyError:
+            raise
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise _start_error("the decision service", exc) from None
         decision_server.replica.wait_for(revision, 60)
         address = f"127.0.0.1:{decision_server.port}"
         click.echo(_examples(address, store_address, tokens=require_token))
-        _wait_for_signal()
+        _wait_for_signal(decision_server.reopen_audit_log)
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load: {exc}") from None
     except grpc.RpcError as exc:

@@ -14,6 +14,7 @@ from authz.decider import Decision
 from authz.security import Pem, open_channel
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
+from servicekit.text import clip
 
 
 def parse_ref(text: str, what: str = "reference") -> pb.ObjectRef:
@@ -22,7 +23,7 @@ def parse_ref(text: str, what: str = "reference") -> pb.ObjectRef:
         return pb.ObjectRef(kind="anonymous")
     kind, sep, ident = text.partition(":")
     if not sep:
-        raise ValueError(f"{what} {text!r} must be written kind:id (e.g. user:bob) or anonymous")
+        raise ValueError(f"{what} {clip(text)} must be written kind:id (e.g. user:bob) or anonymous")
     return pb.ObjectRef(kind=kind, id=ident)
 
 

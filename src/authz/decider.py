@@ -23,10 +23,12 @@ from authz.errors import InvalidRequest, RevisionUnavailable
 from authz.policy import Line, Policy
 from authz.replica import Replica
 from authz.state import WorldState
+from servicekit.text import clip
 
 log = logging.getLogger("authz.decider")
 
 MAX_ID = 256
+MAX_ACTION = 128
 MAX_CONTEXT = 32
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*\Z")
 ACTION = re.compile(r"[a-z_]+\.[a-z_]+\Z")
@@ -70,24 +72,26 @@ def validate(request: Request, prefix: str = "") -> None:
     """Raise InvalidRequest naming the field of a malformed request (G3: malformed is an error)."""
     if request.subject_kind not in resolver.SUBJECT_KINDS:
         raise InvalidRequest(
-            f"{prefix}subject.kind", f"{request.subject_kind!r} is not one of {', '.join(resolver.SUBJECT_KINDS)}"
+            f"{prefix}subject.kind", f"{clip(request.subject_kind)} is not one of {', '.join(resolver.SUBJECT_KINDS)}"
         )
     if request.subject_kind == "anonymous":
         if request.subject_id:
             raise InvalidRequest(f"{prefix}subject.id", "must be empty for an anonymous subject")
     else:
         _check_id(request.subject_id, f"{prefix}subject.id")
+    if len(request.action) > MAX_ACTION:
+        raise InvalidRequest(f"{prefix}action", f"is {len(request.action)} characters long; the limit is {MAX_ACTION}")
     if not ACTION.match(request.action):
-        raise InvalidRequest(f"{prefix}action", f"{request.action!r} is not an action like report.edit")
+        raise InvalidRequest(f"{prefix}action", f"{clip(request.action)} is not an action like report.edit")
     if not KIND.match(request.resource_kind):
-        raise InvalidRequest(f"{prefix}resource.kind", f"{request.resource_kind!r} is not a resource kind")
+        raise InvalidRequest(f"{prefix}resource.kind", f"{clip(request.resource_kind)} is not a resource kind")
     _check_id(request.resource_id, f"{prefix}resource.id")
     if len(request.context) > MAX_CONTEXT:
         raise InvalidRequest(f"{prefix}context", f"has {len(request.context)} entries; the limit is {MAX_CONTEXT}")
     for key, value in request.context.items():
         if not CONTEXT_KEY.match(key):
             raise InvalidRequest(
-                f"{prefix}context", f"key {key!r} is not 1 to 64 of a-z and _ (a name like alias or artifact_type)"
+                f"{prefix}context", f"key {clip(key)} is not 1 to 64 of a-z and _ (a name like alias or artifact_type)"
             )
         if len(value) > MAX_CONTEXT_VALUE:
             raise InvalidRequest(
@@ -105,7 +109,7 @@ def _check_id(value: str, field_name: str) -> None:
     if not ID.match(value):
         raise InvalidRequest(
             field_name,
-            f"{value!r} has characters an id cannot have: only letters, digits and . _ @ + - are allowed, "
+            f"{clip(value)} has characters an id cannot have: only letters, digits and . _ @ + - are allowed, "
             "starting with a letter or digit",
         )
 

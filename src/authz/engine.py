@@ -5,6 +5,23 @@ it requires first, and a :class:`Verdict` for facts. :class:`CasbinEngine` asks 
 Enforcer for the decision (the whole policy, deny-overrides effect) and, to name every line that
 matched, asks one single-line Enforcer per candidate line (built lazily, cached). Engines are
 immutable once built; a policy or custom-role change builds a new one.
+
+Threads: gRPC handler threads call :meth:`CasbinEngine.evaluate` concurrently, and pycasbin is not
+thread-safe. Its Enforcer mutates shared state on every call (the function map), and it parses
+the matcher (and, through ``eval()``, each line's condition) with :func:`ast.parse` on every
+request. On CPython 3.11 the ast module keeps the recursion depth of a tree conversion in one
+interpreter-wide state (python/cpython#106905, fixed upstream by #113035, not in the 3.11.7 we
+run): a thread switched out mid-conversion (a garbage collection running a finalizer releases
+the GIL) while another thread parses at another stack depth raises ``SystemError: AST
+constructor recursion depth mismatch``, which the decider turned into a spurious deny.
+
+So every call into pycasbin (building an Enforcer, ``enforce``) holds one lock,
+:data:`PYCASBIN_LOCK`, for the whole process rather than one per engine: during a policy swap
+the old and the new engine run side by side, and the parser state they would race on is shared
+anyway. We chose it over one Enforcer per thread, which would not help (the parser state is not
+per Enforcer) and would multiply the lazily built single-line Enforcers by the thread count.
+Decisions through this engine are serialized; it is the reference, and the compiled engine (the
+default, with no pycasbin on the request path) is the fast one.
 """
 
 from __future__ import annotations
@@ -23,6 +40,9 @@ from authz.errors import MissingContext
 from authz.policy import Line, Policy
 
 ALLOW_ONLY_EFFECT = "e = some(where (p.eft == allow))"
+
+# Held for every call into pycasbin, in every CasbinEngine of the process (see the module docstring).
+PYCASBIN_LOCK = threading.Lock()
 
 # pycasbin logs every role link at INFO and every denied request at WARNING; a deny is a normal
 # answer here, and the decider explains it.
@@ -91,13 +111,13 @@ class CasbinEngine:
     policy: Policy
     _enforcer: casbin.Enforcer = field(init=False, repr=False)
     _by_action: dict[str, tuple[Line, ...]] = field(init=False, repr=False)
-    _single: dict[Line, casbin.Enforcer] = field(init=False, repr=False, default_factory=dict)
-    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    _single: dict[Line, casbin.Enforcer] = field(init=False, repr=False, default_factory=dict)  # PYCASBIN_LOCK
     _applies: dict[str, tuple[str, ...]] = field(init=False, repr=False)
     _requires: dict[str, tuple[str, ...]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._enforcer = _enforcer(self.policy.model_text, self.policy.lines)
+        with PYCASBIN_LOCK:
+            self._enforcer = _enforcer(self.policy.model_text, self.policy.lines)
         by_action: dict[str, list[Line]] = {}
         for line in self.policy.p_lines:
             by_action.setdefault(line.act, []).append(line)
@@ -127,31 +147,30 @@ class CasbinEngine:
     def evaluate(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Mapping[str, str]) -> Verdict:
         candidates = self._by_action.get(act, ())
         context = Context(ctx)
-        try:
-            allowed = bool(self._enforcer.enforce(sub, obj, act, context))
-        except MissingContext as missing:
-            return Verdict(False, candidates=candidates, missing=missing.key)
-        # Allowed: no deny line matched (deny overrides), so name the allow lines that did.
-        # Denied: name the deny lines that matched, if any.
-        wanted = "allow" if allowed else "deny"
-        matched = tuple(
-            line for line in candidates if line.eft == wanted and self._matches(line, sub, obj, act, context)
-        )
+        with PYCASBIN_LOCK:  # the whole decision: the Enforcer's answer and the lines that matched
+            try:
+                allowed = bool(self._enforcer.enforce(sub, obj, act, context))
+            except MissingContext as missing:
+                return Verdict(False, candidates=candidates, missing=missing.key)
+            # Allowed: no deny line matched (deny overrides), so name the allow lines that did.
+            # Denied: name the deny lines that matched, if any.
+            wanted = "allow" if allowed else "deny"
+            matched = tuple(
+                line for line in candidates if line.eft == wanted and self._matches(line, sub, obj, act, context)
+            )
         if allowed:
             return Verdict(True, granted=matched, candidates=candidates)
         return Verdict(False, denied=matched, candidates=candidates)
 
     def _matches(self, line: Line, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Context) -> bool:
-        """Does ``line``'s matcher hold for the request? Asked of an Enforcer holding only it."""
+        """Does ``line``'s matcher hold for the request? Asked of an Enforcer holding only it.
+
+        Called with PYCASBIN_LOCK held, which also guards the cache of single-line Enforcers."""
         enforcer = self._single.get(line)
         if enforcer is None:
-            with self._lock:
-                enforcer = self._single.get(line)
-                if enforcer is None:
-                    as_allow = Line("p", (*line.values[:4], "allow"), line.source)
-                    text = _with_effect(self.policy.model_text, ALLOW_ONLY_EFFECT)
-                    enforcer = _enforcer(text, (*self._groupings, as_allow))
-                    self._single[line] = enforcer
+            as_allow = Line("p", (*line.values[:4], "allow"), line.source)
+            text = _with_effect(self.policy.model_text, ALLOW_ONLY_EFFECT)
+            enforcer = self._single[line] = _enforcer(text, (*self._groupings, as_allow))
         try:
             return bool(enforcer.enforce(sub, obj, act, ctx))
         except MissingContext:

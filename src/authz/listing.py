@@ -20,9 +20,7 @@ see, not with the world.
 
 from __future__ import annotations
 
-import base64
 import bisect
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -32,6 +30,8 @@ from authz.decider import Decider, Decision, Request, validate
 from authz.errors import InvalidRequest
 from authz.policy import Policy
 from authz.state import CONTENT, WorldState
+from servicekit import pages
+from servicekit.text import clip
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -50,17 +50,14 @@ def decode_token(token: str) -> str:
     if not token:
         return ""
     try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-        after = value["after"]
-    except (ValueError, KeyError, TypeError):
-        raise InvalidRequest("page_token", "is not a token this service issued") from None
-    if not isinstance(after, str):
-        raise InvalidRequest("page_token", "is not a token this service issued")
+        (after,) = pages.decode(token, 1)
+    except pages.BadToken as exc:
+        raise InvalidRequest("page_token", str(exc)) from None
     return after
 
 
 def encode_token(after: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": after}).encode()).decode()
+    return pages.encode([after])
 
 
 def page_size(value: int) -> int:
@@ -165,7 +162,7 @@ def list_resources(
     token: str,
 ) -> Page:
     if kind not in resolver.RESOURCE_KINDS:
-        raise InvalidRequest("resource_kind", f"{kind!r} is not one of {', '.join(resolver.RESOURCE_KINDS)}")
+        raise InvalidRequest("resource_kind", f"{clip(kind)} is not one of {', '.join(resolver.RESOURCE_KINDS)}")
     validate(Request(subject_kind, subject_id, action, kind, "any", context))
     after = decode_token(token)
     size = page_size(size)
@@ -251,7 +248,7 @@ def list_subjects(
     token: str,
 ) -> Page:
     if subject_kind not in ("user", "service_account"):
-        raise InvalidRequest("subject_kind", f"{subject_kind!r} is not user or service_account")
+        raise InvalidRequest("subject_kind", f"{clip(subject_kind)} is not user or service_account")
     validate(Request(subject_kind, "any", action, kind, ident, context))
     after = decode_token(token)
     size = page_size(size)

@@ -25,6 +25,7 @@ class DecisionMetrics:
     latency: Histogram
     reloads: Counter
     reload_failures: Counter
+    audit_failures: Counter
 
     @classmethod
     def create(cls) -> DecisionMetrics:
@@ -45,6 +46,11 @@ class DecisionMetrics:
             reload_failures=Counter(
                 "authz_policy_reload_failures",
                 "Policy edits refused (the last good policy kept serving).",
+                registry=registry,
+            ),
+            audit_failures=Counter(
+                "authz_audit_failures",
+                "Audit log writes that failed (the decisions were still answered, without their lines).",
                 registry=registry,
             ),
         )

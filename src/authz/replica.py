@@ -1,10 +1,26 @@
 """A live replica of the store: bootstrap from Snapshot, follow Watch, reconnect with backoff.
 
-Threads: one follower thread applies changes; gRPC handler threads read. Both go through
-``lock``: the follower holds it while it applies one revision (so a reader never sees half a
-revision), readers hold it for the length of one decision. A snapshot is loaded into a new
-WorldState off the lock and swapped in with one assignment. ``wait_for`` lets a caller block
-until a revision is applied (min_revision, read-your-writes).
+Threads: one follower thread reads the store's streams and applies what they carry; gRPC
+handler threads read; a watchdog thread gives up on a stream that has gone silent.
+
+* ``state`` and everything in it is changed or replaced only by the follower, under ``lock``;
+  readers hold ``lock`` for the length of one decision. A revision is applied whole or not at
+  all: the parts of a revision bigger than one Watch message are converted and kept aside
+  (``_pending``) and applied together, under the lock, when the last part arrives. A revision
+  that begins with a reset (a replaced world) and a snapshot are built into a new WorldState off
+  the lock (``_building``) and swapped in with one assignment, so readers keep the old state at
+  the old revision (never revision 0) until the new one is complete. ``_pending``,
+  ``_building`` and ``_partial`` belong to the follower (``apply_watch`` is called by one thread
+  at a time) and need no lock.
+* ``wait_for`` lets a caller block on the lock's condition until a revision is applied
+  (min_revision, read-your-writes).
+* ``connected``, ``last_contact``, ``last_error``, ``store_revision`` and ``attempts`` are written
+  by the follower only and read without a lock by health and metrics (one attribute at a time).
+  Only a message from the store (changes, a snapshot chunk or a heartbeat) counts as contact:
+  opening a stream contacts nobody, since gRPC connects lazily.
+* ``_call`` (the open stream), ``_waiting_since`` (when the follower began waiting for its next
+  message), ``_silence`` and ``_silenced`` are shared by the follower, the watchdog and
+  ``stop()``, under ``_call_lock``.
 """
 
 from __future__ import annotations
@@ -19,7 +35,7 @@ from typing import Any
 
 import grpc
 
-from authz.state import WorldState
+from authz.state import Row, WorldState
 from store import convert
 from store.client import StoreClient
 from store.v1 import store_pb2
@@ -28,6 +44,13 @@ log = logging.getLogger("authz.replica")
 
 BACKOFF_START = 0.1
 BACKOFF_MAX = 5.0
+# The store sends a heartbeat on an idle Watch stream every second (store.service.WATCH_HEARTBEAT):
+# three missed in a row mean the stream is dead (a half-open connection, a hung store), not quiet.
+SILENCE_TIMEOUT = 3.0
+# Snapshot streams have no heartbeats, but a chunk comes every 2000 rows: far longer than this
+# without one means the store is gone.
+SNAPSHOT_SILENCE = 30.0
+WATCHDOG_TICK = 0.25
 
 
 def state_from_snapshot(chunks: Iterable[store_pb2.SnapshotChunk]) -> WorldState:
@@ -52,14 +75,25 @@ class Replica:
         self.lock = threading.RLock()
         self._advanced = threading.Condition(self.lock)
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._call: Any = None  # the open Snapshot or Watch stream, cancelled by stop()
+        self._threads: list[threading.Thread] = []
         self._on_change = on_change
         self.synced = threading.Event()  # set once the first snapshot is applied
-        self.connected = False
+        self.connected = False  # a message came on the open stream, and it has not failed since
         self.last_contact = 0.0  # time.monotonic() of the last message from the store
         self.last_error = ""
         self.store_revision = 0  # highest revision the store is known to have
+        self.attempts = 0  # streams opened (Snapshot or Watch): connection attempts
+        self._backoff = BACKOFF_START  # the next wait after a failure; back to the start on contact
+        # The revision being received in parts: its number, its changes so far (applied with the
+        # last part), or the new world it builds when it began with a reset.
+        self._partial: int | None = None
+        self._pending: list[tuple[str, str, Row]] = []
+        self._building: WorldState | None = None
+        self._call_lock = threading.Lock()
+        self._call: Any = None  # the open Snapshot or Watch stream, cancelled by stop() or the watchdog
+        self._waiting_since: float | None = None  # the follower is blocked on _call for its next message
+        self._silence = SILENCE_TIMEOUT  # how long _call may stay silent
+        self._silenced = False  # the watchdog cancelled _call
 
     @property
     def revision(self) -> int:
@@ -86,30 +120,65 @@ class Replica:
 
     def load_snapshot(self, chunks: Iterator[store_pb2.SnapshotChunk]) -> None:
         """Build a new state from a snapshot stream and swap it in."""
+        self.discard_partial()
         state = state_from_snapshot(chunks)
-        state.custom_roles_version = self.state.custom_roles_version + 1
-        with self._advanced:
-            self.state = state
-            self._changed(state)
-            self._advanced.notify_all()
+        self._swap(state)
         self.synced.set()
         log.info("replica loaded a snapshot at revision %d (%d rows)", state.revision, state.count())
 
     def apply_watch(self, response: store_pb2.WatchResponse) -> None:
-        """Apply one part of a revision; the revision counts as applied with its last part."""
+        """Take one part of a revision; the revision is applied, whole, with its last part.
+
+        Parts are converted as they come (off the lock); a heartbeat carries no revision and
+        changes nothing. One thread at a time (the follower).
+        """
+        if response.heartbeat:
+            return
+        if response.revision != self._partial:
+            self.discard_partial()  # parts of another revision, from a stream that broke, are void
+            self._partial = response.revision
+        for change in response.changes:
+            op = convert.change_op(change)
+            if op == "reset":
+                # Everything held so far goes: the rest of the revision builds a new world.
+                self._building = WorldState()
+                self._pending = []
+                continue
+            kind, row = convert.entity_row(change.entity)
+            if self._building is not None:
+                self._building.apply(op, kind, row)
+            else:
+                self._pending.append((op, kind, row))
+        if not response.revision_complete:
+            return
+        building, pending = self._building, self._pending
+        self.discard_partial()
+        if building is not None:
+            building.revision = response.revision
+            self._swap(building)
+            return
         with self._advanced:
             state = self.state
-            for change in response.changes:
-                op = convert.change_op(change)
-                if op == "reset":
-                    state.apply("reset", "", {})
-                    continue
-                kind, row = convert.entity_row(change.entity)
+            for op, kind, row in pending:
                 state.apply(op, kind, row)
-            if response.revision_complete:
-                state.revision = response.revision
-                self._changed(state)
-                self._advanced.notify_all()
+            state.revision = response.revision
+            self._changed(state)
+            self._advanced.notify_all()
+
+    def discard_partial(self) -> None:
+        """Forget the parts of an incomplete revision (its stream is gone; a new one resends them)."""
+        self._partial = None
+        self._pending = []
+        self._building = None
+
+    def _swap(self, state: WorldState) -> None:
+        """Make a state built off the lock the current one, in one assignment."""
+        with self._advanced:
+            # A new world may hold other custom roles: engines rebuild theirs when this changes.
+            state.custom_roles_version = self.state.custom_roles_version + 1
+            self.state = state
+            self._changed(state)
+            self._advanced.notify_all()
 
     def _changed(self, state: WorldState) -> None:
         if self._on_change is not None:
@@ -120,63 +189,120 @@ class Replica:
     def start(self) -> None:
         if self.client is None:
             raise RuntimeError("a replica without a store client cannot follow")
-        self._thread = threading.Thread(target=self._follow, name="replica", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._follow, name="replica", daemon=True),
+            threading.Thread(target=self._watchdog, name="replica-watchdog", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        call = self._call
+        with self._call_lock:
+            call = self._call
         if call is not None:
             call.cancel()  # unblock the follower waiting on the stream
-        if self._thread is not None:
-            self._thread.join(10)
+        for thread in self._threads:
+            thread.join(10)
 
     def stopping(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds; True once stop() was called."""
         return self._stop.wait(timeout)
 
     def _follow(self) -> None:
-        assert self.client is not None
-        backoff = BACKOFF_START
+        client = self.client
+        assert client is not None
         while not self._stop.is_set():
             try:
                 if not self.synced.is_set():
-                    self._call = self.client.snapshot()
-                    self.load_snapshot(self._call)
-                self.connected = True
-                self.last_contact = time.monotonic()
-                self.last_error = ""
-                backoff = BACKOFF_START
-                self._call = self.client.watch(self.revision)
-                if self._stop.is_set():
-                    return
-                for response in self._call:
-                    self.last_contact = time.monotonic()
-                    self.store_revision = max(self.store_revision, response.revision)
+                    self.load_snapshot(self._stream(client.snapshot, SNAPSHOT_SILENCE))
+                self.discard_partial()  # a new stream resends a revision from its first part
+                for response in self._stream(lambda: client.watch(self.revision), SILENCE_TIMEOUT):
                     self.apply_watch(response)
                     if self._stop.is_set():
                         return
+                if self._stop.is_set():
+                    return
+                self._lost("the store ended the Watch stream")
             except grpc.RpcError as exc:
                 if self._stop.is_set():
                     return
-                self.connected = False
                 code = exc.code()
-                self.last_error = f"{code.name}: {exc.details()}"
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
                     # The store no longer keeps the history we need: start over from a snapshot.
                     log.warning("replica fell behind the change log; reloading a snapshot")
                     self.synced.clear()
                     continue
-                log.warning("store unavailable (%s); retrying in %.1fs", self.last_error, backoff)
+                with self._call_lock:
+                    silenced, self._silenced = self._silenced, False
+                if silenced and code == grpc.StatusCode.CANCELLED:
+                    self._lost(f"no message from the store for over {self._silence:.0f}s")
+                else:
+                    self._lost(f"{code.name}: {exc.details()}")
             except Exception as exc:
-                self.connected = False
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.exception("replica error; retrying in %.1fs", backoff)
-            self._stop.wait(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, BACKOFF_MAX)
+                if self._stop.is_set():
+                    return
+                log.exception("replica error")
+                self._lost(f"{type(exc).__name__}: {exc}")
+            # Exponential backoff with jitter, capped; only a message from the store resets it.
+            delay = self._backoff * random.uniform(0.5, 1.0)
+            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            log.warning("store unavailable (%s); retrying in %.1fs", self.last_error, delay)
+            self._stop.wait(delay)
+
+    def _stream(self, open_call: Callable[[], Any], silence: float) -> Iterator[Any]:
+        """The messages of a new stream; each one is contact with the store."""
+        with self._call_lock:
+            if self._stop.is_set():
+                return
+            self.attempts += 1
+            call = open_call()
+            self._call, self._silence, self._silenced = call, silence, False
+        try:
+            while True:
+                with self._call_lock:
+                    self._waiting_since = time.monotonic()
+                try:
+                    message = next(call)
+                except StopIteration:
+                    return
+                finally:
+                    # Time spent applying what came is not silence: only waiting for it is.
+                    with self._call_lock:
+                        self._waiting_since = None
+                self._contact(message.revision)
+                yield message
+        finally:
+            call.cancel()  # a stream given up on (an error applying it, say) must not stay open
+            with self._call_lock:
+                if self._call is call:
+                    self._call = None
+
+    def _contact(self, revision: int) -> None:
+        self.last_contact = time.monotonic()
+        self.store_revision = max(self.store_revision, revision)
+        self.last_error = ""
+        self.connected = True
+        self._backoff = BACKOFF_START
+
+    def _lost(self, error: str) -> None:
+        self.connected = False
+        self.last_error = error
+
+    def _watchdog(self) -> None:
+        """Cancel the open stream when nothing came on it for too long (the follower reconnects)."""
+        while not self._stop.wait(WATCHDOG_TICK):
+            with self._call_lock:
+                since, call = self._waiting_since, self._call
+                if since is None or call is None or time.monotonic() - since <= self._silence:
+                    continue
+                self._silenced = True
+                self._waiting_since = None
+            log.warning("no message from the store for %.1fs; reconnecting", time.monotonic() - since)
+            call.cancel()
 
     def staleness(self) -> float:
-        """Seconds since the last message from the store (0 while connected and streaming)."""
+        """Seconds since the last message from the store (0 while connected: messages keep coming)."""
         if self.connected:
             return 0.0
         if not self.last_contact:

@@ -4,6 +4,11 @@
   client CA as well it is mutual TLS (callers must present a certificate that CA signed). Without
   a certificate it listens in plain text, which is allowed on loopback only, or anywhere with an
   explicit ``insecure=True`` (``--insecure``), logged as a WARNING at start.
+* One server per address: every server is built with :func:`server_options`, which turns off
+  gRPC's default SO_REUSEPORT, so a second server (another store on another database, say) cannot
+  bind an address a running one holds and take half its connections; :func:`bind` refuses a taken
+  address with :class:`AddressInUse` naming it. Only the worker processes of
+  ``authz serve --workers N`` pass ``reuse_port=True`` and share their port with each other.
 * Clients: :func:`open_channel` is a secure channel when a root CA, a client certificate or
   ``tls=True`` is given, a plain one otherwise.
 * Bearer tokens: :class:`TokenInterceptor` makes the decision calls (authz.v1.Authorizer/*)
@@ -13,9 +18,11 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -35,6 +42,14 @@ Pem = bytes | str | Path
 
 class InsecureListen(ValueError):
     """Plain text on an address other than loopback, without ``--insecure``."""
+
+
+class AddressInUse(OSError):
+    """Another server already listens on the address (its message names it, on one line)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.errno = errno.EADDRINUSE
 
 
 # ---- TLS --------------------------------------------------------------------------------------
@@ -137,6 +152,52 @@ def check_listen(
         )
 
 
+def server_options(*, reuse_port: bool = False) -> list[tuple[str, Any]]:
+    """The gRPC options every server here is built with (pass the same ``reuse_port`` to :func:`bind`).
+
+    gRPC sets SO_REUSEPORT on its listeners unless told otherwise, and then a second server of the
+    same user binds an address a running one holds and the kernel splits connections between them
+    (writes between two databases). So the port is exclusive unless ``reuse_port``: the worker
+    processes of ``authz serve --workers N``, which share it on purpose.
+    """
+    return [("grpc.so_reuseport", 1 if reuse_port else 0)]
+
+
+def check_free(listen: str, *, reuse_port: bool = False) -> None:
+    """Raise AddressInUse when a server already listens on ``listen`` (with ``reuse_port``, one that
+    shares its port is no obstacle).
+
+    Asked just before gRPC binds, so a taken address is one clear line naming it rather than
+    gRPC's core log line and its "Failed to bind" RuntimeError. It also catches a name such as
+    ``localhost`` whose addresses are taken only in part, which gRPC would half bind. gRPC's own
+    refusal stays the backstop for the moment between this probe and its bind.
+    """
+    if listen.startswith(("unix:", "unix-abstract:")):
+        return
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) == 0:
+        return  # gRPC reports a malformed address; port 0 is always free
+    host = host.strip("[]")
+    try:
+        addresses = socket.getaddrinfo(host or None, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError):
+        return  # a name that does not resolve is gRPC's to report
+    for family, kind, proto, _, sockaddr in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC does: a connection in TIME_WAIT is no obstacle, a listener is.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(
+                        f"cannot listen on {listen}: {exc.strerror} (is another server listening there?)"
+                    ) from None
+                # Anything else (an address family this host lacks, say) is left to gRPC.
+
+
 def bind(
     server: grpc.Server,
     listen: str,
@@ -146,24 +207,34 @@ def bind(
     client_ca: Pem | None = None,
     insecure: bool = False,
     service: str = "service",
+    reuse_port: bool = False,
 ) -> int:
     """Add ``listen`` to ``server``: TLS when a certificate is given, plain text on loopback or with
-    ``insecure`` (a WARNING). Raises InsecureListen for plain text elsewhere; returns the bound port."""
+    ``insecure`` (a WARNING). Raises InsecureListen for plain text elsewhere, AddressInUse (an
+    OSError) when another server holds the address; returns the bound port.
+
+    ``server`` must have been built with :func:`server_options` and the same ``reuse_port``.
+    """
     check_listen(listen, cert=cert, key=key, client_ca=client_ca, insecure=insecure)
-    if cert is not None and key is not None:
-        port = server.add_secure_port(listen, server_credentials(cert, key, client_ca))
-        mode = "mutual TLS" if client_ca is not None else "TLS"
-    else:
-        if not is_loopback(listen):
-            log.warning(
-                "INSECURE: the %s listens on %s in plain text (--insecure): requests, answers and tokens "
-                "cross the network unencrypted; use --tls-cert and --tls-key",
-                service, listen,
-            )  # fmt: skip
-        port = server.add_insecure_port(listen)
-        mode = "plain text"
+    check_free(listen, reuse_port=reuse_port)
+    credentials = server_credentials(cert, key, client_ca) if cert is not None and key is not None else None
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(listen, credentials)
+            mode = "mutual TLS" if client_ca is not None else "TLS"
+        else:
+            if not is_loopback(listen):
+                log.warning(
+                    "INSECURE: the %s listens on %s in plain text (--insecure): requests, answers and tokens "
+                    "cross the network unencrypted; use --tls-cert and --tls-key",
+                    service, listen,
+                )  # fmt: skip
+            port = server.add_insecure_port(listen)
+            mode = "plain text"
+    except RuntimeError:  # gRPC's "Failed to bind to address ..."; its core has logged why
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}")
+        raise OSError(f"cannot listen on {listen}: the address is taken or not available on this host")
     log.debug("%s bound to %s (%s)", service, listen, mode)
     return port
 

@@ -3,6 +3,9 @@
 Health: "" and "authz.v1.Authorizer" are SERVING once a policy is loaded and the replica has
 its first snapshot; "authz.v1.Authorizer/policy" is NOT_SERVING while the last policy edit was
 refused, with the error in the `policy-error` trailing metadata of its health Check.
+"authz.v1.Authorizer/audit" (only with an audit log) is NOT_SERVING while the last audit write
+failed, with the path and the errno text in an `audit-error` trailer; decisions keep being answered
+(authz/audit.py says what is promised), and it is SERVING again after a successful write.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from authz.reloader import PolicyReloader
 from authz.replica import Replica
 from authz.service import AuthorizerServicer
 from authz.v1 import authorizer_pb2, authorizer_pb2_grpc
+from servicekit.guard import DecodeGuard
+from servicekit.text import escape
 from store.client import StoreClient
 
 log = logging.getLogger("authz.server")
@@ -34,6 +39,7 @@ log = logging.getLogger("authz.server")
 SERVICE_NAME = authorizer_pb2.DESCRIPTOR.services_by_name["Authorizer"].full_name
 POLICY_HEALTH = f"{SERVICE_NAME}/policy"
 REPLICA_HEALTH = f"{SERVICE_NAME}/replica"
+AUDIT_HEALTH = f"{SERVICE_NAME}/audit"
 
 
 MAX_MESSAGE_BYTES = 4 << 20  # a bigger request is refused by gRPC with RESOURCE_EXHAUSTED
@@ -60,6 +66,9 @@ class ServerConfig:
     require_token: bool | None = None
     token: str = field(default="", repr=False)
     max_message_bytes: int = MAX_MESSAGE_BYTES
+    # Share the port with other processes (SO_REUSEPORT): only the workers of `serve --workers N`.
+    # Otherwise the address is this server's alone and a taken one is refused.
+    reuse_port: bool = False
     # The connection to the store: a root CA to trust, and a client certificate for mutual TLS.
     store_ca: Path | None = None
     store_cert: Path | None = None
@@ -74,12 +83,15 @@ class _Health(health.HealthServicer):  # type: ignore[misc]
         super().__init__()
         self.policy_error = ""
         self.replica_detail = ""
+        self.audit_error = ""
 
     def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> object:
         if request.service == POLICY_HEALTH and self.policy_error:
             context.set_trailing_metadata((("policy-error", self.policy_error.encode("ascii", "replace").decode()),))
         if request.service == REPLICA_HEALTH and self.replica_detail:
             context.set_trailing_metadata((("replica", self.replica_detail),))
+        if request.service == AUDIT_HEALTH and self.audit_error:
+            context.set_trailing_metadata((("audit-error", _metadata_text(self.audit_error)),))
         return super().Check(request, context)
 
 
@@ -96,6 +108,9 @@ class DecisionServer:
     store_client: StoreClient
     metrics_http: Any = None
     metrics_port: int = 0
+    # Reading the audit state and setting its health happen together, so that the last caller
+    # (whoever saw the last change) leaves the right status, whichever thread it runs on.
+    _audit_health_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
@@ -109,6 +124,24 @@ class DecisionServer:
             self.metrics_http.shutdown()
             self.metrics_http.server_close()
 
+    def reopen_audit_log(self) -> None:
+        """Open the audit log's path again (SIGHUP, after logrotate renamed the file)."""
+        if self.audit is not None:
+            self.audit.reopen()
+
+    def update_audit_health(self) -> None:
+        """``authz.v1.Authorizer/audit``: NOT_SERVING, with an ``audit-error`` trailer, while the last
+        audit write failed. Called by handler threads when that changes, and with the rest of health."""
+        if self.audit is None:
+            return  # no audit log, no audit health: the service is unknown (NOT_FOUND)
+        with self._audit_health_lock:
+            error = self.audit.error
+            self.health.audit_error = error
+            self.health.set(
+                AUDIT_HEALTH,
+                health_pb2.HealthCheckResponse.NOT_SERVING if error else health_pb2.HealthCheckResponse.SERVING,
+            )
+
     def update_health(self) -> None:
         serving = self.replica.synced.is_set()
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -121,29 +154,44 @@ class DecisionServer:
             if self.reloader.error
             else health_pb2.HealthCheckResponse.SERVING,
         )
+        self.update_audit_health()
         # Degraded: decisions still flow from the replica while the store is away; this says how
-        # stale they are, in seconds and revisions.
+        # stale they are, in seconds and revisions. `connected` means messages (changes or the
+        # store's heartbeats) keep coming: a stream merely opened, or gone silent, is not.
         replica = self.replica
         behind = max(0, replica.store_revision - replica.revision)
-        self.health.replica_detail = (
-            f"connected; revision {replica.revision}"
-            if replica.connected
-            else f"store unreachable for {replica.staleness():.1f}s; revision {replica.revision} (store last "
-            f"seen at {replica.store_revision}, {behind} behind); {replica.last_error}"
-        )
+        staleness = replica.staleness()
+        connected = replica.connected and staleness == 0.0
+        if connected:
+            detail = f"connected; revision {replica.revision}"
+        elif not replica.last_contact:
+            detail = f"store unreachable, never reached ({replica.attempts} attempts); {replica.last_error}"
+        else:
+            detail = (
+                f"store unreachable for {staleness:.1f}s ({replica.attempts} attempts); revision "
+                f"{replica.revision} (store last seen at {replica.store_revision}, {behind} behind); "
+                f"{replica.last_error}"
+            )
+        self.health.replica_detail = detail
         self.health.set(
             REPLICA_HEALTH,
             health_pb2.HealthCheckResponse.SERVING
-            if replica.connected and serving
+            if connected and serving
             else health_pb2.HealthCheckResponse.NOT_SERVING,
         )
+
+
+def _metadata_text(text: str) -> str:
+    """``text`` as a metadata value: printable ASCII only (a path may hold anything)."""
+    return escape(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def create_server(config: ServerConfig) -> DecisionServer:
     """A started decision service; the policy must load (PolicyError otherwise)."""
     policy = load_policy(config.policies)
-    interceptors: list[grpc.ServerInterceptor] = []
-    if security.tokens_required(config.listen, config.require_token):
+    interceptors: list[grpc.ServerInterceptor] = [DecodeGuard()]
+    tokens = security.tokens_required(config.listen, config.require_token)
+    if tokens:
         if not config.token:
             raise ValueError(
                 f"decision calls on {config.listen} need a token: set {security.TOKEN_ENV} or a token file "
@@ -151,16 +199,21 @@ def create_server(config: ServerConfig) -> DecisionServer:
             )
         interceptors.append(security.TokenInterceptor(config.token))
     holder = EngineHolder(policy, engine_factory(config.engine))
+    # An audit log that cannot be opened refuses the start (AuditLogError names it), before anything runs.
+    audit = AuditLog(config.audit_log) if config.audit_log else None
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
     server = grpc.server(
         executor,
         interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", config.max_message_bytes)],
+        options=[
+            *security.server_options(reuse_port=config.reuse_port),
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+        ],
     )
     try:
         port = security.bind(
             server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
-            insecure=config.insecure, service="decision service",
+            insecure=config.insecure, service="decision service", reuse_port=config.reuse_port,
         )  # fmt: skip
         client = StoreClient(
             config.store, config.store_token, ca=config.store_ca, cert=config.store_cert, key=config.store_key,
@@ -169,10 +222,11 @@ def create_server(config: ServerConfig) -> DecisionServer:
     except BaseException:
         server.stop(None)
         executor.shutdown(wait=False)
+        if audit is not None:
+            audit.close()
         raise
     replica = Replica(client)
     decider = Decider(replica, holder)
-    audit = AuditLog(config.audit_log) if config.audit_log else None
     metrics = DecisionMetrics.create()
     authorizer_pb2_grpc.add_AuthorizerServicer_to_server(
         AuthorizerServicer(decider, audit=audit, metrics=metrics), server
@@ -200,13 +254,16 @@ def create_server(config: ServerConfig) -> DecisionServer:
         running.metrics_http = http
         running.metrics_port = int(http.server_port)
     reloader._on_change = running.update_health
+    if audit is not None:
+        audit.on_failure = metrics.audit_failures.inc
+        audit.on_change = running.update_audit_health  # at once; the health thread also refreshes it
     running.update_health()
     server.start()
     replica.start()
     reloader.start()
     threading.Thread(target=_health_when_synced, args=(running,), name="health", daemon=True).start()
     log.info("decision service on %s:%d (%s, %s), policy %s, store %s", config.listen.rsplit(":", 1)[0], port,
-             _transport(config), "tokens required" if interceptors else "no token required", policy.version,
+             _transport(config), "tokens required" if tokens else "no token required", policy.version,
              config.store)  # fmt: skip
     return running
 

@@ -17,6 +17,7 @@ from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, Revi
 from authz.metrics import DecisionMetrics
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
+from servicekit.text import clip_message
 
 log = logging.getLogger("authz.service")
 
@@ -92,7 +93,7 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             check = request_of(request)
             decision = self.decider.check(check, timeout=_wait_budget(context))
         except AuthzError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), clip_message(str(exc)))
         self._audit(context, [(check, decision)])
         self._measure("Check", started, [(check, decision)])
         return response_of(decision)
@@ -106,7 +107,7 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             checks = [request_of(item) for item in request.checks]
             decisions = self.decider.check_many(checks, timeout=_wait_budget(context))
         except AuthzError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), clip_message(str(exc)))
         pairs = list(zip(checks, decisions, strict=True))
         self._audit(context, pairs)
         self._measure("BatchCheck", started, pairs)
@@ -124,7 +125,7 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
                 size=request.page_size, token=request.page_token,
             )  # fmt: skip
         except AuthzError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), clip_message(str(exc)))
         return pb.ListResourcesResponse(
             resource_ids=page.ids, next_page_token=page.next_token, revision=page.revision,
             policy_version=page.policy_version,
@@ -140,7 +141,7 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
                 size=request.page_size, token=request.page_token,
             )  # fmt: skip
         except AuthzError as exc:
-            context.abort(status_of(exc), str(exc))
+            context.abort(status_of(exc), clip_message(str(exc)))
         return pb.ListSubjectsResponse(
             subject_ids=page.ids, next_page_token=page.next_token, revision=page.revision,
             policy_version=page.policy_version,

@@ -6,8 +6,13 @@ StoreError
 ├── AlreadyExists                     ALREADY_EXISTS: duplicate id, or same id with other content
 ├── FailedPrecondition                FAILED_PRECONDITION: a domain rule refuses the change
 │   └── RevisionCompacted             Watch asked for history the change log no longer keeps
+├── Aborted                           ABORTED: a concurrent transaction conflicted with this one; retry
+├── Unavailable                       UNAVAILABLE: the database cannot be reached; retry
 ├── Unauthenticated                   UNAUTHENTICATED: missing or wrong bearer token
 └── PermissionDenied                  PERMISSION_DENIED: e.g. replacing a world without --allow-test-reset
+
+The database library's errors (SQLAlchemy's, carrying the driver's) are translated into these in
+one place, :func:`store.database.translate`, by SQLSTATE or SQLite error name, never by message.
 """
 
 from __future__ import annotations
@@ -36,6 +41,14 @@ class FailedPrecondition(StoreError):
 
 
 class RevisionCompacted(FailedPrecondition):
+    pass
+
+
+class Aborted(StoreError):
+    pass
+
+
+class Unavailable(StoreError):
     pass
 
 

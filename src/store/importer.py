@@ -14,6 +14,7 @@ from operator import itemgetter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from servicekit.text import clip
 from store.changes import insert_many
 from store.entities import SPECS, Key, Row, Spec
 from store.errors import AlreadyExists
@@ -88,7 +89,7 @@ def import_world(session: Session, rows: list[WorldRow], *, replace: bool = Fals
             if old is not None:
                 if old != row:
                     diff = ", ".join(
-                        f"{name} is {old[name]!r}, the world says {row[name]!r}"
+                        f"{name} is {clip(old[name])}, the world says {clip(row[name])}"
                         for name in spec.columns
                         if old[name] != row[name]
                     )

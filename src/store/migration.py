@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from servicekit.text import clip
 from store.entities import SPECS, Key, Row
 from store.errors import AlreadyExists, FailedPrecondition, NotFound
 from store.repository import Change, check_id, create, get_row, insert_rows, normalize, set_fields
@@ -222,7 +223,9 @@ def _matches(kind: str, existing: Row | None, wanted: Row, mutable: Iterable[str
     diff = [name for name in wanted if name not in ignored and existing[name] != wanted[name]]
     if not diff:
         return True
-    described = "; ".join(f"{name} is {existing[name]!r}, the migration needs {wanted[name]!r}" for name in diff)
+    described = "; ".join(
+        f"{name} is {clip(existing[name])}, the migration needs {clip(wanted[name])}" for name in diff
+    )
     raise AlreadyExists(
         f"{SPECS[kind].describe((wanted['id'],))} already exists with other content ({described}); the migration of "
         f"team {target.team}'s legacy registry keeps its ids (MG1), so that id must be freed first"

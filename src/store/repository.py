@@ -17,6 +17,7 @@ from sqlalchemy import update as update_statement
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
+from servicekit.text import clip
 from store.entities import (
     CUSTOM_ROLE_ACTIONS,
     REGISTRY_ROLES,
@@ -66,7 +67,7 @@ def spec_of(kind: str) -> Spec:
     except KeyError:
         hint = get_close_matches(kind, SPECS, n=1)
         raise InvalidArgument(
-            f"unknown entity kind {kind!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown entity kind {clip(kind)}" + (f"; did you mean {hint[0]!r}?" if hint else "")
         ) from None
 
 
@@ -80,7 +81,7 @@ def check_id(value: str, path: str) -> None:
         raise InvalidArgument(f"is {len(value)} characters long; the limit is {MAX_ID_LENGTH}", path=path)
     if not ID_PATTERN.match(value):
         raise InvalidArgument(
-            f"{value!r} is not a valid id (letters, digits and . _ @ + - only, starting with a letter or digit)",
+            f"{clip(value)} is not a valid id (letters, digits and . _ @ + - only, starting with a letter or digit)",
             path=path,
         )
 
@@ -105,15 +106,19 @@ def normalize(kind: str, values: dict[str, Any], path: str = "") -> Row:
         if is_list:
             if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
                 raise InvalidArgument("must be a list of strings", path=field_path)
+            for i, item in enumerate(value):
+                _check_text(item, f"{field_path}[{i}]")
             value = list(dict.fromkeys(value))  # keep order, drop duplicates
         elif python_type is bool:
             if not isinstance(value, bool):
-                raise InvalidArgument(f"must be true or false, not {value!r}", path=field_path)
+                raise InvalidArgument(f"must be true or false, not {clip(value)}", path=field_path)
         elif python_type is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise InvalidArgument(f"must be an integer, not {value!r}", path=field_path)
+                raise InvalidArgument(f"must be an integer, not {clip(value)}", path=field_path)
         elif not isinstance(value, str):
-            raise InvalidArgument(f"must be a string, not {value!r}", path=field_path)
+            raise InvalidArgument(f"must be a string, not {clip(value)}", path=field_path)
+        else:
+            _check_text(value, field_path)
         row[name] = value
     prefixed = {ref.field for ref in spec.refs if ref.prefixed}
     for name in spec.key:
@@ -121,8 +126,14 @@ def normalize(kind: str, values: dict[str, Any], path: str = "") -> Row:
             check_id(row[name], f"{where}.{name}")
     for name, allowed in spec.enums.items():
         if row[name] not in allowed:
-            raise InvalidArgument(f"{row[name]!r} is not one of {', '.join(allowed)}", path=f"{where}.{name}")
+            raise InvalidArgument(f"{clip(row[name])} is not one of {', '.join(allowed)}", path=f"{where}.{name}")
     return row
+
+
+def _check_text(value: str, path: str) -> None:
+    # PostgreSQL text cannot hold NUL; refuse it on every backend, so both keep the same data.
+    if "\x00" in value:
+        raise InvalidArgument("must not contain a NUL character (\\x00)", path=path)
 
 
 def _target(ref: Ref, value: str, path: str) -> tuple[str, str]:
@@ -132,10 +143,10 @@ def _target(ref: Ref, value: str, path: str) -> tuple[str, str]:
             kind, ident = split_subject(value)
         except ValueError:
             raise InvalidArgument(
-                f"{value!r} must be written kind:id with kind one of {', '.join(ref.kinds)}", path=path
+                f"{clip(value)} must be written kind:id with kind one of {', '.join(ref.kinds)}", path=path
             ) from None
         if kind not in ref.kinds:
-            raise InvalidArgument(f"{value!r}: kind must be one of {', '.join(ref.kinds)}", path=path)
+            raise InvalidArgument(f"{clip(value)}: kind must be one of {', '.join(ref.kinds)}", path=path)
     else:
         kind, ident = ref.kinds[0], value
     check_id(ident, path)
@@ -180,7 +191,8 @@ def _membership_rule(lookup: Lookup, row: Row, where: str) -> None:
     custom = lookup.get("custom_role", (role,))
     if custom is None:
         raise InvalidArgument(
-            f"role {role!r} is neither a team role ({', '.join(TEAM_ROLES)}) nor a custom role of org {team['org']}",
+            f"role {clip(role)} is neither a team role ({', '.join(TEAM_ROLES)}) nor a custom role of org "
+            f"{team['org']}",
             path=field_path(where, "role"),
         )
     if custom["org"] != team["org"]:
@@ -197,7 +209,7 @@ def _custom_role_rule(lookup: Lookup, row: Row, where: str) -> None:
                 else "is not a team-scope action"
             )
             raise InvalidArgument(
-                f"{action!r} {reason}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
+                f"{clip(action)} {reason}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
                 path=f"{field_path(where, 'permissions')}[{i}]",
             )
 
@@ -257,7 +269,8 @@ def check_update(kind: str, old: Row, new: Row, where: str) -> None:
             )
     if kind == "team" and old["storage_bucket"] != new["storage_bucket"] and old["storage_bucket"]:
         raise FailedPrecondition(
-            f"{field_path(where, 'storage_bucket')}: team {old['id']} already uses bucket {old['storage_bucket']!r}; "
+            f"{field_path(where, 'storage_bucket')}: team {old['id']} already uses bucket "
+            f"{clip(old['storage_bucket'])}; "
             "a storage bucket can be set once and cannot be migrated (T8)"
         )
     if kind == "model_registry" and STATE_ORDER[new["state"]] < STATE_ORDER[old["state"]]:
@@ -351,7 +364,7 @@ def update(session: Session, kind: str, values: dict[str, Any]) -> list[Change]:
         if name in spec.mutable:
             new[name] = value
         elif name in old and value not in (None, "", [], 0, False) and value != old[name]:
-            raise FailedPrecondition(f"{where}.{name} cannot be changed (from {old[name]!r} to {value!r})")
+            raise FailedPrecondition(f"{where}.{name} cannot be changed (from {clip(old[name])} to {clip(value)})")
     new = normalize(kind, new)
     return _apply_update(session, kind, old, new)
 

@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from authz import security
+from servicekit.guard import DecodeGuard
 from store import tokens
 from store.changes import Notifier
 from store.database import Database, open_database
@@ -83,7 +84,9 @@ def create_server(config: StoreConfig) -> StoreServer:
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="store")
     server = grpc.server(
         executor,
+        interceptors=[DecodeGuard()],
         options=[
+            *security.server_options(),  # the port is this store's alone: no second store beside it
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
         ],

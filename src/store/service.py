@@ -7,24 +7,27 @@ translated to gRPC status codes in one table (:data:`STATUS`), applied by :func:
 
 from __future__ import annotations
 
-import base64
 import functools
 import hmac
-import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import grpc
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from servicekit import pages
+from servicekit.guard import Undecodable
+from servicekit.text import clip_message
 from store import convert, migration, repository
 from store.changes import Notifier, compact, current, read_from, record, snapshot
-from store.database import Database
+from store.database import Database, translate
 from store.entities import SPECS, Key
 from store.errors import (
+    Aborted,
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -33,6 +36,7 @@ from store.errors import (
     RevisionCompacted,
     StoreError,
     Unauthenticated,
+    Unavailable,
 )
 from store.importer import import_world
 from store.metrics import StoreMetrics
@@ -48,12 +52,17 @@ STATUS: dict[type[StoreError], grpc.StatusCode] = {
     AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     RevisionCompacted: grpc.StatusCode.FAILED_PRECONDITION,
+    Aborted: grpc.StatusCode.ABORTED,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     StoreError: grpc.StatusCode.INTERNAL,
 }
 
 WATCH_BATCH = 2000
+# An idle Watch stream sends a heartbeat this often (seconds), so a watcher can tell a quiet store
+# from a dead one: the decision service's replica gives a stream up after 3 intervals of silence.
+WATCH_HEARTBEAT = 1.0
 SNAPSHOT_CHUNK = 2000
 MAX_PAGE = 1000
 MAX_WORLD_BYTES = 2 << 30
@@ -100,18 +109,14 @@ T = TypeVar("T")
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The gRPC status and message for an exception raised while serving a call."""
+    if isinstance(exc, DBAPIError):  # one that left a session without passing Database's boundary
+        exc = translate(exc)
+    if isinstance(exc, Undecodable):  # a client-streamed message that does not decode
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     if isinstance(exc, StoreError):
         for cls in type(exc).__mro__:
             if cls in STATUS:
-                return STATUS[cls], str(exc)
-    if isinstance(exc, IntegrityError):
-        # Two writers raced for the same key (PostgreSQL); the loser sees the constraint.
-        text = str(exc.orig)
-        if "unique" in text.lower() or "duplicate" in text.lower():
-            return grpc.StatusCode.ALREADY_EXISTS, f"already exists: {text.splitlines()[0]}"
-        return grpc.StatusCode.FAILED_PRECONDITION, f"refused by the database: {text.splitlines()[0]}"
-    if isinstance(exc, OperationalError):
-        return grpc.StatusCode.UNAVAILABLE, "the database is unavailable; retry"
+                return STATUS[cls], clip_message(str(exc))
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the store's log"
 
 
@@ -292,16 +297,16 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
         after: Key | None = None
         if request.page_token:
             try:
-                after = tuple(json.loads(base64.urlsafe_b64decode(request.page_token)))
-            except ValueError:
-                raise InvalidArgument("is not a token this store issued", path="page_token") from None
+                after = pages.decode(request.page_token, len(spec.key))
+            except pages.BadToken as exc:
+                raise InvalidArgument(str(exc), path="page_token") from None
         with self.db.reading() as session:
             rows = list(repository.iter_rows(session, spec.kind, after=after, limit=size + 1))
             revision = current(session)[0]
         token = ""
         if len(rows) > size:
             rows = rows[:size]
-            token = base64.urlsafe_b64encode(json.dumps(spec.key_of(rows[-1])).encode()).decode()
+            token = pages.encode(spec.key_of(rows[-1]))
         return store_pb2.ListResponse(
             entities=[convert.entity(spec.kind, r) for r in rows], next_page_token=token, revision=revision
         )
@@ -347,15 +352,26 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
         if request.after_revision < 0:
             raise InvalidArgument("must be 0 or more", path="after_revision")
         after, seq = request.after_revision, -1  # resume point: inside revision after+1, past seq
+        sent: float | None = None  # time.monotonic() of the last message; None before the first
         while context.is_active():
             with self.db.reading() as session:
                 batch = read_from(session, after, seq, WATCH_BATCH)
+                # Idle and nothing said for a while (or ever, on a new stream): a heartbeat tells
+                # the watcher the stream is alive. Never inside a revision (seq >= 0): its parts
+                # keep coming and the watcher must see them back to back.
+                due = sent is None or time.monotonic() - sent >= WATCH_HEARTBEAT
+                store_revision = current(session)[0] if not batch and seq < 0 and due else None
             if not batch:
                 if seq >= 0:  # the revision we were inside ended exactly at the batch limit
                     yield store_pb2.WatchResponse(revision=after + 1, revision_complete=True)
+                    sent = time.monotonic()
                     after, seq = after + 1, -1
                     continue
-                self.notifier.wait_beyond(after, 0.25)
+                if store_revision is not None:
+                    yield store_pb2.WatchResponse(revision=store_revision, heartbeat=True)
+                    sent = time.monotonic()
+                wait = 0.25 if sent is None else WATCH_HEARTBEAT - (time.monotonic() - sent)
+                self.notifier.wait_beyond(after, max(0.01, min(0.25, wait)))
                 continue
             groups: list[tuple[int, list[store_pb2.Change]]] = []
             for logged in batch:
@@ -369,6 +385,7 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
             for index, (revision, changes) in enumerate(groups):
                 complete = not (full and index == len(groups) - 1)
                 yield store_pb2.WatchResponse(revision=revision, changes=changes, revision_complete=complete)
+            sent = time.monotonic()
             last = batch[-1]
             if full:
                 after, seq = last.revision - 1, last.seq

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from servicekit.text import clip
 from store.entities import SPECS, Row
 from store.errors import InvalidArgument
 from store.repository import normalize, stronger_registry_role
@@ -73,7 +74,7 @@ class _Parser:
             if key not in allowed:
                 hint = get_close_matches(str(key), allowed, n=1)
                 raise InvalidArgument(
-                    f"unknown key {key!r}"
+                    f"unknown key {clip(key)}"
                     + (f"; did you mean {hint[0]!r}?" if hint else "")
                     + f" (allowed: {', '.join(allowed)})",
                     path=path,
@@ -92,7 +93,7 @@ class _Parser:
 
     def string(self, value: Any, path: str) -> str:
         if not isinstance(value, str | int) or isinstance(value, bool):
-            raise InvalidArgument(f"must be a string, not {value!r}", path=path)
+            raise InvalidArgument(f"must be a string, not {clip(value)}", path=path)
         return str(value)
 
     def strings(self, value: Any, path: str) -> list[str]:

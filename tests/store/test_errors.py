@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import grpc
+import psycopg
 import pytest
-from sqlalchemy.exc import IntegrityError, OperationalError
+from psycopg import errors as pg
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from store import errors
+from store.database import translate
 from store.service import STATUS, status_of
 
 
@@ -27,9 +32,12 @@ def test_every_error_class_is_mapped() -> None:
     [
         (errors.NotFound("team x does not exist"), grpc.StatusCode.NOT_FOUND),
         (errors.RevisionCompacted("take a Snapshot"), grpc.StatusCode.FAILED_PRECONDITION),
-        (IntegrityError("INSERT", {}, Exception("duplicate key value")), grpc.StatusCode.ALREADY_EXISTS),
-        (IntegrityError("INSERT", {}, Exception("foreign key violation")), grpc.StatusCode.FAILED_PRECONDITION),
-        (OperationalError("SELECT", {}, Exception("connection refused")), grpc.StatusCode.UNAVAILABLE),
+        (IntegrityError("INSERT", {}, pg.UniqueViolation("duplicate key value")), grpc.StatusCode.ALREADY_EXISTS),
+        (
+            IntegrityError("INSERT", {}, pg.ForeignKeyViolation("foreign key violation")),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (OperationalError("SELECT", {}, psycopg.OperationalError("connection refused")), grpc.StatusCode.UNAVAILABLE),
         (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL),
     ],
 )
@@ -38,3 +46,45 @@ def test_status_of(exc: BaseException, code: grpc.StatusCode) -> None:
     got, message = status_of(exc)
     assert got == code
     assert "Traceback" not in message
+
+
+def _sqlite(cls: type[sqlite3.Error], message: str, name: str) -> sqlite3.Error:
+    error = cls(message)
+    error.sqlite_errorname = name  # type: ignore[attr-defined]
+    return error
+
+
+@pytest.mark.parametrize(
+    ("exc", "error"),
+    [
+        (IntegrityError("INSERT", {}, pg.UniqueViolation("duplicate key")), errors.AlreadyExists),
+        (
+            IntegrityError("INSERT", {}, _sqlite(sqlite3.IntegrityError, "UNIQUE failed", "SQLITE_CONSTRAINT_UNIQUE")),
+            errors.AlreadyExists,
+        ),
+        (
+            IntegrityError(
+                "INSERT", {}, _sqlite(sqlite3.IntegrityError, "PRIMARY KEY", "SQLITE_CONSTRAINT_PRIMARYKEY")
+            ),
+            errors.AlreadyExists,
+        ),
+        (
+            IntegrityError("INSERT", {}, _sqlite(sqlite3.IntegrityError, "FK failed", "SQLITE_CONSTRAINT_FOREIGNKEY")),
+            errors.FailedPrecondition,
+        ),
+        (OperationalError("UPDATE", {}, pg.DeadlockDetected("deadlock detected")), errors.Aborted),
+        (OperationalError("UPDATE", {}, pg.SerializationFailure("could not serialize")), errors.Aborted),
+        (
+            OperationalError("BEGIN", {}, _sqlite(sqlite3.OperationalError, "database is locked", "SQLITE_BUSY")),
+            errors.Aborted,
+        ),
+        (
+            DataError("INSERT", {}, psycopg.DataError("text fields cannot contain NUL (0x00) bytes")),
+            errors.InvalidArgument,
+        ),
+        (OperationalError("SELECT", {}, psycopg.OperationalError("connection refused")), errors.Unavailable),
+    ],
+)
+def test_database_errors_become_store_errors(exc: DBAPIError, error: type[errors.StoreError]) -> None:
+    """The database library's errors are told apart by SQLSTATE or SQLite error name, not by message."""
+    assert type(translate(exc)) is error

@@ -52,6 +52,37 @@ def test_large_revision_comes_in_parts(store_client: StoreClient, monkeypatch: p
     assert got == [(1, 10, False), (1, 10, False), (1, 5, True), (2, 1, True)]
 
 
+def test_idle_watch_sends_heartbeats(store_client: StoreClient) -> None:
+    """An idle stream says so: a heartbeat (the store's revision, no changes) at once, then about every second."""
+    store_client.write("CreateOrg", pb.Org(id="acme"))
+    revision = store_client.write("CreateTeam", pb.Team(id="t", org="acme"))
+    stream = iter(store_client.watch(revision, timeout=10))
+    first = next(stream)
+    assert (first.heartbeat, first.revision, len(first.changes), first.revision_complete) == (True, revision, 0, False)
+    second = next(stream)
+    assert (second.heartbeat, second.revision) == (True, revision)
+    written = store_client.write("CreateTeam", pb.Team(id="u", org="acme"))
+    change = next(stream)
+    assert (change.heartbeat, change.revision, len(change.changes), change.revision_complete) == (
+        False, written, 1, True
+    )  # fmt: skip
+    after = next(stream)
+    assert (after.heartbeat, after.revision, len(after.changes)) == (True, written, 0)
+
+
+def test_pending_changes_come_before_any_heartbeat(store_client: StoreClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream with changes to send starts with them; heartbeats never come between the parts of a revision."""
+    monkeypatch.setattr(service, "WATCH_BATCH", 10)
+    teams = "".join(f"{{id: t{i}, org: acme}}, " for i in range(24))
+    revision = store_client.import_world(f"world: {{orgs: [{{id: acme}}], teams: [{teams}]}}".encode()).revision
+    got = []
+    for response in store_client.watch(0, timeout=10):
+        got.append((response.heartbeat, response.revision, len(response.changes), response.revision_complete))
+        if response.heartbeat:
+            break
+    assert got == [(False, 1, 10, False), (False, 1, 10, False), (False, 1, 5, True), (True, revision, 0, False)]
+
+
 def test_snapshot_is_one_revision(store_client: StoreClient) -> None:
     """Every chunk of a snapshot carries the same revision; the last is flagged."""
     store_client.write("CreateOrg", pb.Org(id="acme"))

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from authz import listing  # noqa: E402
-from authz.decider import Request  # noqa: E402
+from authz.decision import Request  # noqa: E402
 from authz.testing import decider_for, random_requests, state_from_document  # noqa: E402
 from authz.v1 import authorizer_pb2 as pb  # noqa: E402
 from authz.v1 import authorizer_pb2_grpc  # noqa: E402

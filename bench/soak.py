@@ -34,7 +34,10 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from authz.decider import Decider, EngineHolder, Request, engine_factory  # noqa: E402
+from authz.decider import Decider  # noqa: E402
+from authz.decision import Request  # noqa: E402
+from authz.engines import engine_factory  # noqa: E402
+from authz.engines.holder import EngineHolder  # noqa: E402
 from authz.policy import load_policy  # noqa: E402
 from authz.replica import Replica  # noqa: E402
 from authz.testing import random_requests, state_from_file  # noqa: E402

@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authz.decider import Decider, Request
+from authz.decider import Decider
+from authz.decision import Request
 from authz.errors import InvalidRequest
 from authz.testing import decider_for, state_from_document, state_from_file
 from store.errors import StoreError

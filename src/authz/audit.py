@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from authz.decider import Decision, Request
+    from authz.decision import Decision, Request
 
 log = logging.getLogger("authz.audit")
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from authz.decider import Decision
-from authz.security import Pem, open_channel
+from authz.decision import Decision
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
 from servicekit.text import clip
+from servicekit.tls import Pem, open_channel
 
 
 def parse_ref(text: str, what: str = "reference") -> pb.ObjectRef:
@@ -57,6 +58,17 @@ def decision_of(response: pb.CheckResponse) -> Decision:
         policy_version=response.policy_version,
         explanation=response.explanation,
     )
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The ids a list call returned, the store revision and policy version of its (last) page, and
+    the token of the page after it (empty when there is none)."""
+
+    ids: tuple[str, ...]
+    revision: int
+    policy_version: str
+    next_page_token: str = ""
 
 
 class Client:
@@ -107,3 +119,62 @@ class Client:
         request = pb.BatchCheckRequest(checks=[c.message() for c in checks])
         response = self.stub.BatchCheck(request, timeout=self.timeout, metadata=self.metadata)
         return [decision_of(r) for r in response.results]
+
+    def list_resources(
+        self,
+        subject: str,
+        action: str,
+        resource_kind: str,
+        context: Mapping[str, str] | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        min_revision: int = 0,
+        all_pages: bool = True,
+    ) -> Listing:
+        """The ids of the ``resource_kind`` resources ``subject`` may do ``action`` on (ListResources).
+
+        Every page from ``page_token`` on, or with ``all_pages=False`` that page alone (its
+        ``next_page_token`` continues). Raises ValueError for a malformed subject, grpc.RpcError for
+        the service's refusals.
+        """
+        request = pb.ListResourcesRequest(
+            subject=parse_ref(subject, "subject"), action=action, resource_kind=resource_kind,
+            context=dict(context or {}), page_size=page_size, min_revision=min_revision,
+        )  # fmt: skip
+        return self._pages(self.stub.ListResources, request, "resource_ids", page_token, all_pages)
+
+    def list_subjects(
+        self,
+        action: str,
+        resource: str,
+        subject_kind: str = "user",
+        context: Mapping[str, str] | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        min_revision: int = 0,
+        all_pages: bool = True,
+    ) -> Listing:
+        """The ids of the ``subject_kind`` subjects that may do ``action`` on ``resource`` (ListSubjects).
+
+        Pages as :meth:`list_resources`.
+        """
+        request = pb.ListSubjectsRequest(
+            action=action, resource=parse_ref(resource, "resource"), subject_kind=subject_kind,
+            context=dict(context or {}), page_size=page_size, min_revision=min_revision,
+        )  # fmt: skip
+        return self._pages(self.stub.ListSubjects, request, "subject_ids", page_token, all_pages)
+
+    def _pages(self, call: Any, request: Any, field: str, page_token: str, all_pages: bool) -> Listing:
+        ids: list[str] = []
+        while True:
+            request.page_token = page_token
+            response = call(request, timeout=self.timeout, metadata=self.metadata)
+            ids.extend(getattr(response, field))
+            if not all_pages or not response.next_page_token or response.next_page_token == page_token:
+                return Listing(tuple(ids), response.revision, response.policy_version, response.next_page_token)
+            page_token = response.next_page_token
+            # The next page is read at this page's revision or later, never earlier (another worker's
+            # replica may lag behind).
+            request.min_revision = max(request.min_revision, response.revision)

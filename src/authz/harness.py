@@ -17,7 +17,8 @@ from typing import Any
 import grpc
 
 from authz.client import Client
-from authz.decider import Decider, Decision, Request
+from authz.decider import Decider
+from authz.decision import Decision, Request
 from authz.errors import AuthzError
 from authz.policy import Policy
 from authz.testing import decider_for, state_from_document

@@ -25,13 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from authz import resolver
-from authz.compiler import role_closure
-from authz.decider import Decider, Decision, Request, validate
+from authz.decider import Decider
+from authz.decision import Decision, Request, validate
+from authz.engines import role_closure
 from authz.errors import InvalidRequest
 from authz.policy import Policy
-from authz.state import CONTENT, WorldState
+from authz.state import WorldState
 from servicekit import pages
 from servicekit.text import clip
+from store.kinds import CONTENT_KINDS
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -166,10 +168,10 @@ def list_resources(
     validate(Request(subject_kind, subject_id, action, kind, "any", context))
     after = decode_token(token)
     size = page_size(size)
-    with decider.replica.reading() as state:
+    with decider.source.reading() as state:
         memo: dict[tuple[str, str], Decision] = {}
         engine = decider.engines.engine_for(state)
-        if kind in CONTENT and "project.view" in engine.requires(action) and project_scoped(engine.policy):
+        if kind in CONTENT_KINDS and "project.view" in engine.requires(action) and project_scoped(engine.policy):
             request = Request(subject_kind, subject_id, action, kind, "any", context)
             found, last = content_pages(decider, state, request, after, size, memo)
             return Page(tuple(found), encode_token(last) if last else "", state.revision, engine.policy.version)
@@ -252,7 +254,7 @@ def list_subjects(
     validate(Request(subject_kind, "any", action, kind, ident, context))
     after = decode_token(token)
     size = page_size(size)
-    with decider.replica.reading() as state:
+    with decider.source.reading() as state:
         candidates = subject_candidates(decider, state, action, kind, ident, subject_kind)
 
         def allowed(subject: str) -> bool:

@@ -11,7 +11,8 @@ import html
 from dataclasses import dataclass
 from typing import Any
 
-from authz.decider import Decider, Request
+from authz.decider import Decider
+from authz.decision import Request
 from authz.policy import Policy
 from authz.testing import decider_for, state_from_document
 

@@ -8,12 +8,10 @@ when scraped.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -61,9 +59,3 @@ class DecisionMetrics:
 
     def record(self, action: str, allowed: bool) -> None:
         self.decisions.labels("allow" if allowed else "deny", action).inc()
-
-
-def serve_metrics(registry: CollectorRegistry, port: int, address: str = "127.0.0.1") -> tuple[Any, threading.Thread]:
-    """Serve ``registry`` at http://address:port/metrics; returns (http server, thread)."""
-    server, thread = start_http_server(port, addr=address, registry=registry)
-    return server, thread

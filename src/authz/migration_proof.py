@@ -26,6 +26,9 @@ there must be none.
 ``migrating`` or ``migrated`` (frozen by M7, or a second run), the decisions before are taken
 with its state set back to ``active``; otherwise every member's link and add_alias would count
 as gained, hiding real differences. The world itself is never modified: both states are copies.
+
+:func:`migrate_registry` is the whole workflow of ``authz registry migrate``: snapshot and plan,
+proof, then the migration when the proof holds (or is overridden); the command only renders it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from authz.decider import Decider, Request
+from authz.decider import Decider
+from authz.decision import Request
 from authz.policy import Policy
 from authz.replica import state_from_snapshot
 from authz.state import WorldState
@@ -300,3 +304,59 @@ def snapshot_and_plan(
         f"the store kept changing between the snapshot and the plan (revisions {', '.join(map(str, seen))}); "
         "retry when writes are quieter"
     )
+
+
+@dataclass(frozen=True)
+class MigrationOutcome:
+    """What :func:`migrate_registry` found and did: the plan, its proof, and the migration (if any)."""
+
+    team: str
+    dry_run: bool
+    plan: store_pb2.MigrateLegacyRegistryResponse
+    proof: Proof
+    done: store_pb2.MigrateLegacyRegistryResponse | None  # None: dry run, or refused by the proof
+
+    @property
+    def matches(self) -> bool:
+        """Whether what was committed is what was proved (a write between the plan and the migration
+        can change what is done); true when nothing was migrated."""
+        return self.done is None or list(self.done.changes) == list(self.plan.changes)
+
+    @property
+    def refused(self) -> bool:
+        """The proof found decisions that would change and nothing was migrated."""
+        return not self.proof.holds and self.done is None
+
+
+def migrate_registry(
+    client: StoreClient,
+    team: str,
+    *,
+    policy: Policy | None = None,
+    engine: str = "compiled",
+    dry_run: bool = False,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> MigrationOutcome:
+    """Migrate ``team``'s legacy model registry after proving that no decision changes (MG1-MG4).
+
+    Takes a snapshot and the store's dry-run plan at the same revision, proves the plan
+    (:func:`prove`), then, unless ``dry_run``, migrates when the proof holds or ``force`` is set.
+    ``progress(n, total)`` is called with ``n=0`` before the proof starts and then after each user
+    with the pairs just compared. Raises grpc.RpcError for the store's refusals and
+    :class:`ProofError` when the proof cannot be made.
+    """
+    before, plan = snapshot_and_plan(client, team)
+    changes = changes_from_messages(plan.changes)
+    total = count_work(before, team)
+    if progress is not None:
+        progress(0, total)
+    proof = prove(
+        before, changes, team, policy=policy, engine=engine,
+        progress=None if progress is None else (lambda n: progress(n, total)),
+    )  # fmt: skip
+    done = None
+    if not dry_run and (proof.holds or force):
+        request = store_pb2.MigrateLegacyRegistryRequest(team=team)
+        done = client.call("MigrateLegacyRegistry", request, timeout=None)
+    return MigrationOutcome(team=team, dry_run=dry_run, plan=plan, proof=proof, done=done)

@@ -11,22 +11,27 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from casbin.model import Model
 
 from authz.errors import PolicyError
+from store.kinds import ACTION
 
 MODEL_FILE = "model.conf"
 RULE_ID = re.compile(r"[A-Z]+(-[A-Z]+)?[0-9]+[a-z]?\Z")
-ACTION = re.compile(r"[a-z_]+\.[a-z_]+\Z")
 ROLE = re.compile(r"[a-z_]+(:[a-z_]+)?(:[A-Za-z0-9._@+\-]+)?(@viewer)?\Z")
 EXPECTED_REQUEST = ["sub", "obj", "act", "ctx"]
 EXPECTED_POLICY = ["rule", "act", "role", "cond", "eft"]
 GROUPINGS = ("g", "g2", "g3")
+# Held by every use of Python's ast module and of pycasbin in this process: on CPython 3.11 the
+# parser's recursion-depth bookkeeping is shared by all threads (authz/engines/casbin.py says more).
+PARSER_LOCK = threading.RLock()
 # Names a condition may use: the request's parts and the functions the engine registers.
 CONDITION_NAMES = {"r", "holds"}
 DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
@@ -113,11 +118,16 @@ def split_line(text: str) -> list[str]:
     return tokens
 
 
+def python_source(cond: str) -> str:
+    """A condition in Python syntax: Casbin's ``&&``, ``||`` and ``!`` rewritten as pycasbin does."""
+    return re.sub(r"!(?!=)", " not ", cond.replace("&&", " and ").replace("||", " or ")).strip()
+
+
 def check_condition(cond: str) -> None:
     """Raise ValueError unless ``cond`` is a condition of the restricted syntax."""
-    python = re.sub(r"!(?!=)", " not ", cond.replace("&&", " and ").replace("||", " or "))
     try:
-        tree = ast.parse(python.strip(), mode="eval")
+        with PARSER_LOCK:
+            tree = ast.parse(python_source(cond), mode="eval")
     except SyntaxError as exc:
         raise ValueError(f"condition does not parse: {exc.msg}") from None
     for node in ast.walk(tree):
@@ -245,3 +255,33 @@ def _check_coherence(policy: Policy) -> None:
         for action in line.values:
             if action not in actions:
                 raise PolicyError(f"{line.source}: action {action} applies to no resource kind (add a g2 line)")
+
+
+TEAM_CHAIN = ("team:admin", "team:member", "team:view_only")
+
+
+def custom_role_lines(policy: Policy, roles: Iterable[dict[str, Any]]) -> list[Line]:
+    """Policy lines for the org's custom roles (section 2), from the store's custom-role rows.
+
+    A custom role holds its base role; an extra permission grants its action as the admin
+    column does (a copy, for the role, of every team-role line of that action); an org viewer's
+    seat holds only view_only (G8), without extras.
+    """
+    lines: list[Line] = []
+    by_action: dict[str, list[Line]] = {}
+    for line in policy.p_lines:
+        if line.eft == "allow" and line.role in TEAM_CHAIN:
+            by_action.setdefault(line.act, []).append(line)
+    for role in sorted(roles, key=lambda r: r["id"]):
+        token = f"team:custom:{role['id']}"
+        where = f"store: custom role {role['id']} (org {role['org']})"
+        lines.append(Line("g", (token, f"team:{role['base']}"), where))
+        lines.append(Line("g", (f"{token}@viewer", "team:view_only"), f"{where}, G8"))
+        seen: set[tuple[str, ...]] = set()
+        for action in role["permissions"]:
+            for template in by_action.get(action, ()):
+                values = (template.rule, action, token, template.cond, "allow")
+                if values not in seen:
+                    seen.add(values)
+                    lines.append(Line("p", values, f"{where}, as {template.source}"))
+    return lines

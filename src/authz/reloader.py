@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from authz.decider import EngineHolder
+from authz.engines.holder import EngineHolder
 from authz.errors import PolicyError
 from authz.metrics import DecisionMetrics
 from authz.policy import Policy, load_policy

@@ -35,9 +35,10 @@ from typing import Any
 
 import grpc
 
-from authz.state import Row, WorldState
+from authz.state import WorldState
 from store import convert
 from store.client import StoreClient
+from store.kinds import Row
 from store.v1 import store_pb2
 
 log = logging.getLogger("authz.replica")
@@ -98,6 +99,10 @@ class Replica:
     @property
     def revision(self) -> int:
         return self.state.revision
+
+    @property
+    def ready(self) -> bool:
+        return self.synced.is_set()
 
     @contextmanager
     def reading(self) -> Iterator[WorldState]:

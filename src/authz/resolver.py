@@ -24,14 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authz.state import Row, WorldState
+from authz.state import WorldState
+from store.kinds import CONTENT_KINDS, RESOURCE_KINDS, SUBJECT_KINDS, Row
 
-CONTENT_KINDS = ("run", "sweep", "report", "artifact")
-RESOURCE_KINDS = (
-    "org", "system", "team", "user", "project", *CONTENT_KINDS, "model_registry", "registered_model",
-    "registry", "collection", "version",
-)  # fmt: skip
-SUBJECT_KINDS = ("user", "service_account", "anonymous")
+__all__ = [
+    "CONTENT_KINDS",
+    "RESOURCE_KINDS",
+    "SUBJECT_KINDS",
+    "Resource",
+    "Scope",
+    "resource",
+    "subject",
+    "subject_exists",
+]
 
 
 @dataclass(frozen=True)

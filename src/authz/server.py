@@ -15,7 +15,6 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -23,14 +22,18 @@ from grpc_reflection.v1alpha import reflection
 
 from authz import security
 from authz.audit import AuditLog
-from authz.decider import Decider, EngineHolder, engine_factory
-from authz.metrics import DecisionMetrics, serve_metrics
+from authz.decider import Decider
+from authz.engines import engine_factory
+from authz.engines.holder import EngineHolder
+from authz.metrics import DecisionMetrics
 from authz.policy import load_policy
 from authz.reloader import PolicyReloader
 from authz.replica import Replica
 from authz.service import AuthorizerServicer
 from authz.v1 import authorizer_pb2, authorizer_pb2_grpc
+from servicekit import tls
 from servicekit.guard import DecodeGuard
+from servicekit.metrics import MetricsEndpoint, serve_metrics
 from servicekit.text import escape
 from store.client import StoreClient
 
@@ -106,11 +109,14 @@ class DecisionServer:
     executor: futures.ThreadPoolExecutor
     audit: AuditLog | None
     store_client: StoreClient
-    metrics_http: Any = None
-    metrics_port: int = 0
+    metrics_endpoint: MetricsEndpoint | None = None
     # Reading the audit state and setting its health happen together, so that the last caller
     # (whoever saw the last change) leaves the right status, whichever thread it runs on.
     _audit_health_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics_endpoint.port if self.metrics_endpoint is not None else 0
 
     def stop(self, grace: float | None = None) -> None:
         self.server.stop(grace).wait()
@@ -120,9 +126,8 @@ class DecisionServer:
         self.executor.shutdown(wait=True)
         if self.audit is not None:
             self.audit.close()
-        if self.metrics_http is not None:
-            self.metrics_http.shutdown()
-            self.metrics_http.server_close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
     def reopen_audit_log(self) -> None:
         """Open the audit log's path again (SIGHUP, after logrotate renamed the file)."""
@@ -197,7 +202,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
                 f"decision calls on {config.listen} need a token: set {security.TOKEN_ENV} or a token file "
                 "(tokens are off by default on loopback only)"
             )
-        interceptors.append(security.TokenInterceptor(config.token))
+        interceptors.append(security.token_interceptor(config.token))
     holder = EngineHolder(policy, engine_factory(config.engine))
     # An audit log that cannot be opened refuses the start (AuditLogError names it), before anything runs.
     audit = AuditLog(config.audit_log) if config.audit_log else None
@@ -206,12 +211,12 @@ def create_server(config: ServerConfig) -> DecisionServer:
         executor,
         interceptors=interceptors,
         options=[
-            *security.server_options(reuse_port=config.reuse_port),
+            *tls.server_options(reuse_port=config.reuse_port),
             ("grpc.max_receive_message_length", config.max_message_bytes),
         ],
     )
     try:
-        port = security.bind(
+        port = tls.bind(
             server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
             insecure=config.insecure, service="decision service", reuse_port=config.reuse_port,
         )  # fmt: skip
@@ -250,9 +255,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
     )
     running = DecisionServer(server, port, decider, replica, reloader, health_servicer, executor, audit, client)
     if config.metrics_port is not None:
-        http, _ = serve_metrics(metrics.registry, config.metrics_port)
-        running.metrics_http = http
-        running.metrics_port = int(http.server_port)
+        running.metrics_endpoint = serve_metrics(metrics.registry, config.metrics_port)
     reloader._on_change = running.update_health
     if audit is not None:
         audit.on_failure = metrics.audit_failures.inc

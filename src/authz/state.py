@@ -2,7 +2,9 @@
 the resolver walks (team members, project members, registry grants, model-registry admins).
 
 A WorldState is mutated only by its Replica's follower thread, under the replica's lock;
-readers hold the same lock (see :mod:`authz.replica`).
+readers hold the same lock (see :mod:`authz.replica`). The decider reads states through the
+small :class:`StateSource` protocol: the replica is one, :class:`FixedState` (a world that never
+changes: tests, tools, the playground) another.
 """
 
 from __future__ import annotations
@@ -10,25 +12,10 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
-Row = dict[str, Any]
-Key = tuple[str, ...]
-
-# Key fields of each kind of the store's change feed; everything else is keyed by "id".
-KEYS: dict[str, tuple[str, ...]] = {
-    "membership": ("team", "user"),
-    "project_member": ("project", "member"),
-    "model_registry": ("team",),
-    "model_registry_admin": ("team", "user"),
-    "registry_member": ("registry", "member"),
-}
-CONTENT = ("run", "sweep", "report", "artifact")
-KINDS = (
-    "org", "user", "custom_role", "team", "membership", "service_account", "project", "project_member",
-    "run", "sweep", "report", "artifact", "model_registry", "model_registry_admin", "registered_model",
-    "model_version", "registry", "registry_member", "collection", "collection_version",
-)  # fmt: skip
+from store.kinds import CONTENT_KINDS, KINDS, Key, Row, key_of
 
 
 class ContentRow:
@@ -75,10 +62,6 @@ def _compact(row: Row) -> Row:
     return ContentRow(row)  # type: ignore[return-value]
 
 
-def key_of(kind: str, row: Row) -> Key:
-    return tuple(row[name] for name in KEYS.get(kind, ("id",)))
-
-
 class WorldState:
     """Rows and indexes at one store revision."""
 
@@ -92,7 +75,8 @@ class WorldState:
         self.registry_grants: dict[str, dict[str, str]] = defaultdict(dict)  # registry -> ref -> role
         self.projects_by_owner: dict[str, set[str]] = defaultdict(set)  # "team:x" / "user:y" -> projects
         self.open_projects: set[str] = set()  # public and open projects: anyone may view them
-        self.content: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in CONTENT}  # project -> ids
+        # project -> ids of its runs, sweeps, reports, artifacts
+        self.content: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in CONTENT_KINDS}
         self.custom_roles_version = 0  # bumped on every custom-role change; engines remember theirs
 
     def get(self, kind: str, ident: str) -> Row | None:
@@ -114,7 +98,7 @@ class WorldState:
         if old is not None:
             self._unindex(kind, old)
         if op == "upsert":
-            if kind in CONTENT:
+            if kind in CONTENT_KINDS:
                 row = _compact(row)
             table[key] = row
             self._index(kind, row)
@@ -135,7 +119,7 @@ class WorldState:
             self.projects_by_owner[row["owner"]].add(row["id"])
             if row["visibility"] in ("public", "open"):
                 self.open_projects.add(row["id"])
-        elif kind in CONTENT:
+        elif kind in CONTENT_KINDS:
             self.content[kind][row["project"]].add(row["id"])
 
     def _unindex(self, kind: str, row: Row) -> None:
@@ -151,5 +135,47 @@ class WorldState:
         elif kind == "project":
             self.projects_by_owner[row["owner"]].discard(row["id"])
             self.open_projects.discard(row["id"])
-        elif kind in CONTENT:
+        elif kind in CONTENT_KINDS:
             self.content[kind][row["project"]].discard(row["id"])
+
+
+class StateSource(Protocol):
+    """Where the decider reads the world: a state held still while read, its revision, a wait."""
+
+    @property
+    def revision(self) -> int: ...
+
+    @property
+    def ready(self) -> bool:
+        """True once a first state is loaded (before that, decisions would know nobody)."""
+        ...
+
+    def reading(self) -> AbstractContextManager[WorldState]:
+        """The current state, unchanged for the length of the block."""
+        ...
+
+    def wait_for(self, revision: int, timeout: float | None) -> bool:
+        """Block until ``revision`` is reached or ``timeout`` seconds pass; True if reached."""
+        ...
+
+
+class FixedState:
+    """A :class:`StateSource` over one state that never changes."""
+
+    def __init__(self, state: WorldState) -> None:
+        self.state = state
+
+    @property
+    def revision(self) -> int:
+        return self.state.revision
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    @contextmanager
+    def reading(self) -> Iterator[WorldState]:
+        yield self.state
+
+    def wait_for(self, revision: int, timeout: float | None) -> bool:
+        return self.state.revision >= revision

@@ -10,10 +10,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-from authz.decider import Decider, EngineHolder, Request, engine_factory
+from authz.decider import Decider
+from authz.decision import Request
+from authz.engines import engine_factory
+from authz.engines.holder import EngineHolder
 from authz.policy import Policy, load_policy
-from authz.replica import Replica
-from authz.state import WorldState, key_of
+from authz.state import FixedState, WorldState
+from store.kinds import key_of
 from store.repository import check_row
 from store.world import load_document, parse_world
 
@@ -49,10 +52,7 @@ def state_from_file(path: Path | str) -> WorldState:
 
 def decider_for(state: WorldState, policy: Policy | None = None, engine: str = "compiled") -> Decider:
     """A Decider over a fixed state (no store) with the given or the repository's policy."""
-    replica = Replica()
-    replica.state = state
-    replica.synced.set()
-    return Decider(replica, EngineHolder(policy or load_policy(DEFAULT_POLICIES), engine_factory(engine)))
+    return Decider(FixedState(state), EngineHolder(policy or load_policy(DEFAULT_POLICIES), engine_factory(engine)))
 
 
 # ---- random worlds and requests (differential and property tests) ---------------------------

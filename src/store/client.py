@@ -6,8 +6,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
-from authz.security import Pem, open_channel
+from servicekit.tls import Pem, open_channel
 from store.v1 import store_pb2, store_pb2_grpc
 
 CHUNK = 1 << 20
@@ -53,11 +54,11 @@ class StoreClient:
     def close(self) -> None:
         self.channel.close()
 
-    def call(self, method: str, request: Any, *, timeout: float | None = 30.0) -> Any:
+    def call(self, method: str, request: Message, *, timeout: float | None = 30.0) -> Any:
         """Call a unary RPC by name, e.g. ``call("CreateTeam", store_pb2.Team(id="t", org="o"))``."""
         return getattr(self.stub, method)(request, metadata=self.metadata, timeout=timeout)
 
-    def write(self, method: str, request: Any, *, timeout: float | None = 30.0) -> int:
+    def write(self, method: str, request: Message, *, timeout: float | None = 30.0) -> int:
         """Call a write RPC and return the revision it committed at."""
         return int(self.call(method, request, timeout=timeout).revision)
 

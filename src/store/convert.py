@@ -1,4 +1,9 @@
-"""Rows <-> protobuf messages. Message fields carry the same names as table columns."""
+"""Rows <-> protobuf messages. Message fields carry the same names as table columns.
+
+The decision service's replica turns Watch and Snapshot messages into rows with this module, so
+it imports the generated messages and :mod:`store.kinds` only, never the database layer
+(tests/store/test_imports.py holds it to that). Its tables are built at import and only read.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from store.entities import Row
+from store.kinds import Row
 from store.v1 import store_pb2
 
 _CHANGE_OPS = {

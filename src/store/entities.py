@@ -2,45 +2,32 @@
 
 One table drives the repository (create/update/delete with reference checks and cascades),
 the world importer, the change feed and the gRPC mapping, so a new kind is one entry here,
-one mapped class in ``models.py`` and one message in ``store.proto``.
+its name (and key, if not ``id``) in :mod:`store.kinds`, one mapped class in ``models.py`` and
+one message in ``store.proto``. The roles, visibilities and states the enums allow are named in
+:mod:`store.kinds`, the vocabulary both services read. Module-level constants only: nothing here
+changes after import, so threads share it freely.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Table
 
 from store import models
 
-Row = dict[str, Any]
-Key = tuple[str, ...]
-
-ORG_ROLES = ("admin", "member", "viewer")
-TEAM_ROLES = ("view_only", "member", "admin")
-CUSTOM_ROLE_BASES = ("view_only", "member")
-VISIBILITIES = ("team", "restricted", "public", "open")
-LEGACY_STATES = ("active", "migrating", "migrated")
-REGISTRY_VISIBILITIES = ("restricted", "organization")
-REGISTRY_ROLES = ("restricted_viewer", "viewer", "member", "admin")
-
-# Actions a custom role may add to its base role: the team-scope actions of PERMISSIONS.md
-# sections 4.2-4.6, except T7-T9 (privacy, storage, deletion stay with org and system admins).
-CUSTOM_ROLE_ACTIONS = frozenset(
-    {
-        "team.view", "team.view_profile", "team.add_member", "team.invite_member",
-        "team.remove_member", "team.change_role", "team.manage_settings",
-        "project.view", "project.create", "project.edit", "project.set_visibility",
-        "project.add_member", "project.delete",
-        "run.view", "run.edit_workspace", "run.create", "run.delete", "run.stop", "run.attribute",
-        "sweep.view", "sweep.create", "sweep.delete", "sweep.stop",
-        "report.view", "report.create", "report.edit", "report.delete", "report.comment",
-        "report.follow",
-        "artifact.view", "artifact.create", "artifact.delete", "artifact.edit_metadata",
-        "artifact.edit_alias", "artifact.delete_alias", "artifact.download",
-    }
-)  # fmt: skip
+# Re-exported for src/authz/testing.py until it imports it from store.kinds, where it now lives.
+from store.kinds import CUSTOM_ROLE_ACTIONS as CUSTOM_ROLE_ACTIONS  # noqa: PLC0414 - explicit re-export
+from store.kinds import (
+    CUSTOM_ROLE_BASES,
+    LEGACY_STATES,
+    ORG_ROLES,
+    REGISTRY_ROLES,
+    REGISTRY_VISIBILITIES,
+    VISIBILITIES,
+    Key,
+    Row,
+)
 
 
 @dataclass(frozen=True)

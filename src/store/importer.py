@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from servicekit.text import clip
 from store.changes import insert_many
-from store.entities import SPECS, Key, Row, Spec
+from store.entities import SPECS, Spec
 from store.errors import AlreadyExists
+from store.kinds import Key, Row
 from store.repository import Change, check_row, iter_rows, wipe
 from store.world import WorldRow, iter_kinds
 

@@ -33,8 +33,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from servicekit.text import clip
-from store.entities import SPECS, Key, Row
+from store.entities import SPECS
 from store.errors import AlreadyExists, FailedPrecondition, NotFound
+from store.kinds import Key, Row
 from store.repository import Change, check_id, create, get_row, insert_rows, normalize, set_fields
 
 MODEL_TYPE = "model"

@@ -6,7 +6,6 @@ that list into the next revision in the same transaction.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -18,21 +17,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from servicekit.text import clip
-from store.entities import (
-    CUSTOM_ROLE_ACTIONS,
-    REGISTRY_ROLES,
-    SPECS,
-    TEAM_ROLES,
-    Key,
-    Ref,
-    Row,
-    Spec,
-    split_subject,
-)
+from store.entities import SPECS, Ref, Spec, split_subject
 from store.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from store.kinds import CUSTOM_ROLE_ACTIONS, ID, MAX_ID, REGISTRY_ROLES, TEAM_ROLES, Key, Row
 
-MAX_ID_LENGTH = 256
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+\-]*\Z")
 STATE_ORDER = {"active": 0, "migrating": 1, "migrated": 2}
 
 
@@ -77,9 +65,9 @@ def spec_of(kind: str) -> Spec:
 def check_id(value: str, path: str) -> None:
     if not value:
         raise InvalidArgument("must not be empty", path=path)
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"is {len(value)} characters long; the limit is {MAX_ID_LENGTH}", path=path)
-    if not ID_PATTERN.match(value):
+    if len(value) > MAX_ID:
+        raise InvalidArgument(f"is {len(value)} characters long; the limit is {MAX_ID}", path=path)
+    if not ID.match(value):
         raise InvalidArgument(
             f"{clip(value)} is not a valid id (letters, digits and . _ @ + - only, starting with a letter or digit)",
             path=path,

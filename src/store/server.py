@@ -1,4 +1,8 @@
-"""Build and run the store's gRPC server: Store, health and reflection on one port."""
+"""Build and run the store's gRPC server: Store, health and reflection on one port.
+
+Every Store call needs the bearer token, checked by servicekit's TokenInterceptor before the call
+reaches the servicer; health and reflection stay open (probes and grpcurl need no token).
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,28 @@ import logging
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
-from authz import security
+from servicekit import tls, tokens
 from servicekit.guard import DecodeGuard
-from store import tokens
+from servicekit.metrics import MetricsEndpoint, serve_metrics
 from store.changes import Notifier
 from store.database import Database, open_database
 from store.metrics import StoreMetrics
 from store.schema import migrate
-from store.service import Credentials, StoreServicer
+from store.service import StoreServicer
 from store.v1 import store_pb2, store_pb2_grpc
 
 log = logging.getLogger("store.server")
 
 TOKEN_ENV = "AUTHZ_STORE_TOKEN"  # noqa: S105 - the variable name, not a secret
 DEFAULT_TOKEN_FILE = Path("var/store.token")
+TOKEN_HINT = f"${TOKEN_ENV} or a token file"
 SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
+STORE_METHODS = f"/{SERVICE_NAME}/"  # the token guards these; health and reflection stay open
 
 
 @dataclass(frozen=True)
@@ -54,17 +58,19 @@ class StoreServer:
     servicer: StoreServicer
     db: Database
     executor: futures.ThreadPoolExecutor
-    metrics_http: Any = None
-    metrics_port: int = 0
+    metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def metrics_port(self) -> int:
+        return self.metrics_endpoint.port if self.metrics_endpoint is not None else 0
 
     def stop(self, grace: float | None = None) -> None:
         """Stop serving, let handler threads finish (streams notice within 0.25 s), close the database."""
         self.server.stop(grace).wait()
         self.executor.shutdown(wait=True)
         self.db.dispose()
-        if self.metrics_http is not None:
-            self.metrics_http.shutdown()
-            self.metrics_http.server_close()
+        if self.metrics_endpoint is not None:
+            self.metrics_endpoint.stop()
 
 
 def read_token(token_file: Path | None = None) -> str:
@@ -84,16 +90,18 @@ def create_server(config: StoreConfig) -> StoreServer:
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="store")
     server = grpc.server(
         executor,
-        interceptors=[DecodeGuard()],
+        # As on the decision service, DecodeGuard is outermost: the token is checked first (a refused call's
+        # request is never decoded), then a request that does not decode is INVALID_ARGUMENT.
+        interceptors=[DecodeGuard(), tokens.TokenInterceptor(config.token, STORE_METHODS, hint=TOKEN_HINT)],
         options=[
-            *security.server_options(),  # the port is this store's alone: no second store beside it
+            *tls.server_options(),  # the port is this store's alone: no second store beside it
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.max_send_message_length", 64 << 20),
         ],
     )
     db: Database | None = None
     try:  # refuse an insecure or broken listen address before touching the database
-        port = security.bind(
+        port = tls.bind(
             server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
             insecure=config.insecure, service="store",
         )  # fmt: skip
@@ -107,9 +115,7 @@ def create_server(config: StoreConfig) -> StoreServer:
             db.dispose()
         raise
     metrics = StoreMetrics.create()
-    servicer = StoreServicer(
-        db, Credentials(config.token), Notifier(), allow_test_reset=config.allow_test_reset, metrics=metrics
-    )
+    servicer = StoreServicer(db, Notifier(), allow_test_reset=config.allow_test_reset, metrics=metrics)
     store_pb2_grpc.add_StoreServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -121,8 +127,7 @@ def create_server(config: StoreConfig) -> StoreServer:
     log.info("store serving on %s (%s, database %s)", _with_port(config.listen, port), transport, _safe_url(db.url))
     running = StoreServer(server, port, servicer, db, executor)
     if config.metrics_port is not None:
-        http, _ = start_http_server(config.metrics_port, addr="127.0.0.1", registry=metrics.registry)
-        running.metrics_http, running.metrics_port = http, int(http.server_port)
+        running.metrics_endpoint = serve_metrics(metrics.registry, config.metrics_port)
     return running
 
 

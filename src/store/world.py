@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from servicekit.text import clip
-from store.entities import SPECS, Row
+from store.entities import SPECS
 from store.errors import InvalidArgument
+from store.kinds import REGISTRY_ROLES, Row
 from store.repository import normalize, stronger_registry_role
 
 try:  # the C loader is many times faster for large worlds
@@ -296,7 +297,7 @@ class _Parser:
             # The creator of a restricted registry becomes its admin automatically.
             creator = f"user:{row['creator']}"
             role, member_path = roles.get(creator, ("admin", f"{path}.creator"))
-            roles[creator] = (stronger_registry_role("admin", role) if role in _ROLES else role, member_path)
+            roles[creator] = (stronger_registry_role("admin", role) if role in REGISTRY_ROLES else role, member_path)
         for name, (role, member_path) in roles.items():
             self.add("registry_member", {"registry": row["id"], "member": name, "role": role}, member_path)
         for j, collection in enumerate(self.sequence(registry.get("collections"), f"{path}.collections")):
@@ -326,9 +327,6 @@ class _Parser:
                      "aliases": self.strings(version.get("aliases"), f"{version_path}.aliases")},
                     version_path,
                 )  # fmt: skip
-
-
-_ROLES = ("restricted_viewer", "viewer", "member", "admin")
 
 
 def _provenance(item: dict[str, Any]) -> dict[str, Any]:

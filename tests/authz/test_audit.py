@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.audit import AuditLog
 from authz.client import Check, Client
-from authz.decider import Decision, Request
+from authz.decision import Decision, Request
 from authz.server import DecisionServer, ServerConfig
 from authz.server import create_server as create_decision_server
 from store.server import StoreServer
@@ -237,7 +237,7 @@ SHORT_WRITES = textwrap.dedent(
     import json, resource, signal, sys, threading
     from pathlib import Path
     from authz.audit import AuditLog
-    from authz.decider import Decision, Request
+    from authz.decision import Decision, Request
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     log = AuditLog(Path(sys.argv[1]))

@@ -20,9 +20,9 @@ from typing import Any
 import casbin
 import pytest
 
-from authz.decider import Decider, Request
-from authz.engine import custom_role_lines
-from authz.policy import load_policy
+from authz.decider import Decider
+from authz.decision import Request
+from authz.policy import custom_role_lines, load_policy
 from authz.state import WorldState
 from authz.testing import DEFAULT_POLICIES, decider_for, random_requests, random_world, state_from_document
 

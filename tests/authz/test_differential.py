@@ -15,11 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from authz import compiler, resolver
-from authz.compiler import CompiledEngine
-from authz.decider import Request
-from authz.engine import CasbinEngine, Engine, Verdict, custom_role_lines
-from authz.policy import Policy, load_policy
+from authz import resolver
+from authz.decision import Request
+from authz.engines import CompiledEngine, Engine, Verdict
+from authz.engines import compiled as compiler
+from authz.engines.casbin import CasbinEngine
+from authz.policy import Policy, custom_role_lines, load_policy
 from authz.state import WorldState
 from authz.testing import DEFAULT_POLICIES, random_requests, random_world, state_from_document
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from authz import resolver
-from authz.compiler import CompiledEngine
-from authz.engine import CasbinEngine
+from authz.engines import CompiledEngine
+from authz.engines.casbin import CasbinEngine
 from tests.conftest import Stack
 
 ALLOWED = ("user:carol", "report.edit", "report:rep-weekly-vision")

@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from authz.client import Check
-from authz.decider import MAX_CONTEXT, MAX_CONTEXT_VALUE, MAX_ID
+from authz.decision import MAX_CONTEXT, MAX_CONTEXT_VALUE, MAX_ID
 from authz.server import MAX_MESSAGE_BYTES
 from authz.service import MAX_BATCH
 from authz.v1 import authorizer_pb2 as pb

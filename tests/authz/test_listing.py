@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz import listing
-from authz.decider import Decider, Request
+from authz.decider import Decider
+from authz.decision import Request
 from authz.testing import decider_for, random_requests, random_world, resource_ids, state_from_document
 from authz.v1 import authorizer_pb2 as pb
 from tests.conftest import Stack

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.cli import main
-from authz.decider import Request
+from authz.decision import Request
 from authz.migration_proof import Proof, apply_changes, changes_from_messages, count_work, prove
 from authz.state import WorldState
 from authz.testing import decider_for, random_world, state_from_document
@@ -32,7 +32,7 @@ from store.importer import import_world
 from store.repository import Change
 from store.schema import migrate as migrate_schema
 from store.server import StoreServer
-from store.service import Credentials, StoreServicer
+from store.service import StoreServicer
 from store.v1 import store_pb2 as pb
 from store.world import parse_world
 from tests.conftest import POLICIES, ROOT, TOKEN
@@ -47,7 +47,7 @@ class Store:
     def __init__(self, document: dict[str, Any]) -> None:
         self.db = open_database("sqlite://")
         migrate_schema(self.db)
-        self.servicer = StoreServicer(self.db, Credentials("unused"), Notifier())
+        self.servicer = StoreServicer(self.db, Notifier())
         self.servicer.write(lambda s: import_world(s, parse_world(document)).changes)
 
     def plan(self, team: str) -> list[Change]:

@@ -31,6 +31,7 @@ from authz.server import DecisionServer, ServerConfig
 from authz.server import create_server as create_decision_server
 from authz.v1 import authorizer_pb2 as pb
 from authz.v1 import authorizer_pb2_grpc
+from servicekit import tls
 from store.client import StoreClient
 from store.server import StoreConfig, StoreServer, create_server
 from tests.conftest import DEMO_WORLD, POLICIES, TOKEN, Stack
@@ -206,7 +207,7 @@ def _rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     ],
 )  # fmt: skip
 def test_is_loopback(address: str, loopback: bool) -> None:
-    assert security.is_loopback(address) is loopback
+    assert tls.is_loopback(address) is loopback
 
 
 def test_tokens_default_off_on_loopback_only() -> None:
@@ -319,10 +320,10 @@ def test_check_cli_over_mutual_tls_with_token(
 
 def test_plain_text_on_public_address_is_refused(tmp_path: Path) -> None:
     """Both factories refuse 0.0.0.0 without TLS, naming --insecure, before opening anything."""
-    with pytest.raises(security.InsecureListen, match="--insecure"):
+    with pytest.raises(tls.InsecureListen, match="--insecure"):
         _store(tmp_path, listen="0.0.0.0:0")
     assert not (tmp_path / "store.db").exists()
-    with pytest.raises(security.InsecureListen, match="--insecure"):
+    with pytest.raises(tls.InsecureListen, match="--insecure"):
         create_decision_server(
             ServerConfig(listen="0.0.0.0:0", store="127.0.0.1:1", store_token=TOKEN, policies=POLICIES,
                          token=DECISION_TOKEN)
@@ -427,7 +428,7 @@ def test_cli_serve_tls_and_token(stack: Stack, pki: Pki, tmp_path: Path) -> None
     )  # fmt: skip
     try:
         # Health is open, but over mutual TLS.
-        credentials = security.channel_credentials(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
+        credentials = tls.channel_credentials(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
         assert credentials is not None
         _wait_serving_secure(f"localhost:{port}", credentials)
         token = token_file.read_text().strip()
@@ -553,7 +554,7 @@ def test_client_sends_the_token(token_server: DecisionServer, caplog: pytest.Log
     assert DECISION_TOKEN not in repr(config)
     assert TOKEN not in repr(config)
     assert TOKEN not in repr(StoreConfig(token=TOKEN))
-    assert DECISION_TOKEN not in repr(security.TokenInterceptor(DECISION_TOKEN))
+    assert DECISION_TOKEN not in repr(security.token_interceptor(DECISION_TOKEN))
     assert DECISION_TOKEN not in caplog.text
 
 

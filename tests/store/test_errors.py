@@ -11,8 +11,8 @@ from psycopg import errors as pg
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from store import errors
+from store.boundary import STATUS, status_of
 from store.database import translate
-from store.service import STATUS, status_of
 
 
 def _subclasses(cls: type) -> set[type]:

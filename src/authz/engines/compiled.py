@@ -19,42 +19,18 @@ that was not given ends it with a deny (G7).
 from __future__ import annotations
 
 import ast
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from authz.engine import Context, Verdict
+from authz.engines.base import Context, Verdict
+from authz.engines.index import ActionIndex, Indexed
 from authz.errors import MissingContext, PolicyError
-from authz.policy import Line, Policy, check_condition
+from authz.policy import PARSER_LOCK, Line, Policy, check_condition, python_source
 
 Condition = Callable[[dict[str, Any], dict[str, Any], Context], bool]
 PARTS = {"sub": "sub", "obj": "obj", "ctx": "ctx"}
-
-
-def role_closure(lines: Iterable[Line]) -> dict[str, frozenset[str]]:
-    """For every role named in ``g`` lines, every role it holds (itself included), transitively."""
-    parents: dict[str, set[str]] = defaultdict(set)
-    for line in lines:
-        if line.ptype == "g":
-            parents[line.values[0]].add(line.values[1])
-    closure: dict[str, frozenset[str]] = {}
-
-    def walk(role: str, depth: int = 0) -> frozenset[str]:
-        if role in closure:
-            return closure[role]
-        if depth > 10:  # pycasbin's default maximum hierarchy level
-            return frozenset({role})
-        held = {role}
-        for parent in parents.get(role, ()):
-            held |= walk(parent, depth + 1)
-        closure[role] = frozenset(held)
-        return closure[role]
-
-    for role in list(parents):
-        walk(role)
-    return closure
 
 
 class _Translate(ast.NodeTransformer):
@@ -74,18 +50,14 @@ class _Translate(ast.NodeTransformer):
         raise PolicyError(f"cannot compile attribute access {ast.unparse(node)}")
 
 
-def python_source(cond: str) -> str:
-    """The condition in Python syntax, as pycasbin rewrites it before evaluating."""
-    return re.sub(r"!(?!=)", " not ", cond.replace("&&", " and ").replace("||", " or ")).strip()
-
-
 def compile_condition(cond: str, holds: Callable[[Iterable[str], str], bool]) -> Condition:
     """A function (sub, obj, ctx) -> bool for a condition of the restricted syntax."""
     try:
         check_condition(cond)
     except ValueError as exc:
         raise PolicyError(str(exc)) from None
-    body = _Translate().visit(ast.parse(python_source(cond), mode="eval").body)
+    with PARSER_LOCK:  # ast is not safe to use from two threads on CPython 3.11 (authz/engines/casbin.py)
+        body = _Translate().visit(ast.parse(python_source(cond), mode="eval").body)
     function = ast.Expression(
         ast.Lambda(
             args=ast.arguments(
@@ -99,7 +71,8 @@ def compile_condition(cond: str, holds: Callable[[Iterable[str], str], bool]) ->
         )
     )
     ast.fix_missing_locations(function)
-    code = compile(function, f"<policy: {cond}>", "eval")
+    with PARSER_LOCK:
+        code = compile(function, f"<policy: {cond}>", "eval")
     compiled: Condition = eval(code, {"__builtins__": {}, "holds": holds})  # noqa: S307 - checked AST only
     return compiled
 
@@ -112,12 +85,13 @@ class CompiledLine:
     deny: bool
 
 
-class CompiledEngine:
+class CompiledEngine(Indexed):
     """Same answers as CasbinEngine (checked by a differential test), far faster."""
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
-        closure = role_closure(policy.lines)
+        self.index = ActionIndex(policy)
+        closure = self.index.closure
         holders: dict[str, set[str]] = defaultdict(set)
         for token, held in closure.items():
             for role in held:
@@ -139,29 +113,6 @@ class CompiledEngine:
             )
         self._index = {act: tuple(lines) for act, lines in index.items()}
         self._candidates = {act: tuple(c.line for c in lines) for act, lines in self._index.items()}
-        applies: dict[str, set[str]] = defaultdict(set)
-        for line in policy.grouping("g2"):
-            applies[line.values[0]].add(line.values[1])
-        self._applies = {act: frozenset(kinds) for act, kinds in applies.items()}
-        self._applies_order = {
-            act: tuple(line.values[1] for line in policy.grouping("g2") if line.values[0] == act) for act in applies
-        }
-        requires: dict[str, list[str]] = defaultdict(list)
-        for line in policy.grouping("g3"):
-            requires[line.values[0]].append(line.values[1])
-        self._requires = {act: tuple(acts) for act, acts in requires.items()}
-
-    def applies(self, action: str, kind: str) -> bool:
-        return kind in self._applies.get(action, ())
-
-    def applies_to(self, action: str) -> tuple[str, ...]:
-        return self._applies_order.get(action, ())
-
-    def requires(self, action: str) -> tuple[str, ...]:
-        return self._requires.get(action, ())
-
-    def candidates(self, action: str) -> tuple[Line, ...]:
-        return self._candidates.get(action, ())
 
     def evaluate(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Mapping[str, str]) -> Verdict:
         candidates = self._candidates.get(act, ())

@@ -1,0 +1,58 @@
+"""The `authz` command line. Each command parses flags and calls the code that does the work.
+
+One module per command group: :mod:`~authz.cli.serving` (``serve``, ``up``),
+:mod:`~authz.cli.deciding` (``check``, ``test``), :mod:`~authz.cli.listing` (``list resources``,
+``list subjects``), :mod:`~authz.cli.policy` (``policy lint``, ``policy matrix``),
+:mod:`~authz.cli.store` (``store serve|migrate|compact``, ``world load``),
+:mod:`~authz.cli.registry` (``registry migrate``); the options and helpers they share are in
+:mod:`~authz.cli.options`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from authz.cli import deciding, listing, policy, registry, serving, store
+
+__all__ = ["main", "run", "setup_worker_logging"]
+
+
+def _setup_logging(verbose: bool) -> None:
+    from servicekit.text import EscapingFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    # Callers' text (ids, world names, error messages) reaches log lines: keep each record on one line.
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+
+
+def setup_worker_logging() -> None:
+    """Logging of a worker process of `serve --workers N` (picklable: spawn passes it by name)."""
+    _setup_logging(False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    """Authorization for an ML platform: a store of its data and a decision service over Casbin policies."""
+    _setup_logging(verbose)
+
+
+main.add_command(serving.serve)
+main.add_command(serving.up)
+main.add_command(deciding.check)
+main.add_command(deciding.test)
+main.add_command(listing.list_group)
+main.add_command(policy.policy)
+main.add_command(registry.registry)
+main.add_command(store.store)
+main.add_command(store.world)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m authz.cli`
+    name = os.path.basename(sys.argv[0])
+    main(prog_name="authz" if name in ("", "__main__.py") else name)

@@ -9,10 +9,14 @@
 (c) the decision service's RSS and cold-start time (start to SERVING) over the large world, and
     Check latency there against the demo world;
 (d) store write -> decision visible: p50/p99 of the delay between a write's acknowledgement and
-    the first Check (without min_revision) that sees it.
+    the first Check (without min_revision) that sees it;
+(e) AuthZEN over HTTP (`serve --http`) next to gRPC, same servers, same requests, same run:
+    evaluation vs Check at concurrency 16, evaluations vs BatchCheck of 50 at concurrency 16
+    (`--http-only` runs just this, on the demo world).
 
-Servers run as separate processes on loopback; the load generator is this process (grpc.aio),
-sharing the machine's cores with them. Results go to bench/results/decisions.json and stdout.
+Servers run as separate processes on loopback; the load generator is this process (grpc.aio; for
+HTTP a raw asyncio HTTP/1.1 client, one keep-alive connection per concurrent caller), sharing the
+machine's cores with them. Results go to bench/results/decisions.json and stdout.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from worldgen import generate_world  # noqa: E402
 TOKEN = "bench-token"  # noqa: S105 - a throwaway token for servers this script starts
 DEMO = ROOT / "examples" / "demo-world.yaml"
 TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "decisions.json"
 
 
 def free_port() -> int:
@@ -193,10 +198,13 @@ def process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 @contextmanager
-def stack(database: str, world: bytes | None, workers: int, tmp: Path) -> Iterator[tuple[str, str, int, float]]:
+def stack(
+    database: str, world: bytes | None, workers: int, tmp: Path, http_port: int | None = None
+) -> Iterator[tuple[str, str, int, float]]:
     store_port, port = free_port(), free_port()
     store = f"127.0.0.1:{store_port}"
     address = f"127.0.0.1:{port}"
+    http = ("--http", f"127.0.0.1:{http_port}") if http_port is not None else ()
     with process("store", "serve", "--listen", store, "--database-url", database, log=tmp / "store.log"):
         wait_serving(store)
         if world is not None:
@@ -204,7 +212,7 @@ def stack(database: str, world: bytes | None, workers: int, tmp: Path) -> Iterat
                 client.import_world(world, timeout=3600)
         start = time.monotonic()
         with process(
-            "serve", "--listen", address, "--store", store, "--workers", str(workers), log=tmp / "authz.log"
+            "serve", "--listen", address, "--store", store, "--workers", str(workers), *http, log=tmp / "authz.log"
         ) as server:
             cold = wait_serving(address)
             _ = start
@@ -305,6 +313,107 @@ def propagation(address: str, store: str, samples: int) -> dict[str, Any]:
     }
 
 
+# ---- (e) AuthZEN over HTTP, next to gRPC ------------------------------------------------------------
+
+
+def authzen_calls(requests: list[Request], path: str, batch: int) -> list[bytes]:
+    """Whole HTTP/1.1 requests (headers and JSON body) for ``path``: one evaluation each, or ``batch``."""
+
+    def item(r: Request) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "subject": {"type": r.subject_kind, "id": r.subject_id}, "action": {"name": r.action},
+            "resource": {"type": r.resource_kind, "id": r.resource_id},
+        }  # fmt: skip
+        if r.context:
+            body["context"] = dict(r.context)
+        return body
+
+    if batch:
+        documents = [
+            {"evaluations": [item(requests[(i + k) % len(requests)]) for k in range(batch)]}
+            for i in range(0, len(requests), batch)
+        ]
+    else:
+        documents = [item(r) for r in requests]
+    calls = []
+    for document in documents:
+        body = json.dumps(document).encode()
+        head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        calls.append(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    return calls
+
+
+async def _http_load(port: int, calls: list[bytes], concurrency: int, seconds: float, per_call: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    decisions = 0
+    errors = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal decisions, errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        try:
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                writer.write(calls[i % len(calls)])
+                status = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                await reader.readexactly(length)
+                if status.startswith(b"HTTP/1.1 200"):
+                    decisions += per_call
+                else:
+                    errors += 1
+                latencies.append(time.perf_counter() - start)
+                i += concurrency
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    return {"latencies": latencies, "decisions": decisions, "errors": errors}
+
+
+def http_load(
+    port: int, pid: int, calls: list[bytes], concurrency: int, seconds: float, batch: int = 0
+) -> dict[str, Any]:
+    per_call = batch or 1
+    asyncio.run(_http_load(port, calls, concurrency, 0.5, per_call))  # warm up
+    cpu_before, start = tree_cpu(pid), time.perf_counter()
+    result = asyncio.run(_http_load(port, calls, concurrency, seconds, per_call))
+    elapsed, cpu = time.perf_counter() - start, tree_cpu(pid) - cpu_before
+    latencies = result["latencies"]
+    return {
+        "concurrency": concurrency,
+        "batch": per_call,
+        "decisions_per_s": round(result["decisions"] / elapsed),
+        "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+        "server_cpu_ms_per_decision": round(cpu / max(result["decisions"], 1) * 1000, 4),
+        "errors": result["errors"],
+    }
+
+
+def http_vs_grpc(
+    address: str, http_port: int, pid: int, requests: list[Request], seconds: float
+) -> list[dict[str, Any]]:
+    """The four rows of (e), in one run against the same server processes."""
+    checks = messages(requests)
+    rows = [
+        {"call": "gRPC Check", **load(address, pid, checks, 16, seconds)},
+        {"call": "HTTP evaluation", **http_load(http_port, pid, authzen_calls(requests, "/access/v1/evaluation", 0),
+                                                16, seconds)},
+        {"call": "gRPC BatchCheck", **load(address, pid, checks, 16, seconds, batch=50)},
+        {"call": "HTTP evaluations", **http_load(http_port, pid, authzen_calls(requests, "/access/v1/evaluations", 50),
+                                                 16, seconds, batch=50)},
+    ]  # fmt: skip
+    for row in rows:
+        print("(e)", row, flush=True)
+    return rows
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -313,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1_000_000, help="runs in the large world")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each load measurement")
     parser.add_argument("--workers", type=int, default=2, help="decision-service processes (SO_REUSEPORT)")
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "decisions.json")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--http-only", action="store_true", help="only (e): AuthZEN over HTTP next to gRPC")
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "command": "python bench/decisions_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -321,6 +431,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     demo_doc = load_document(DEMO.read_bytes(), str(DEMO))
     demo_state, demo_requests = known_requests(demo_doc, 2000)
+    if args.http_only:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp, http_port = Path(tmp_name), free_port()
+            with stack(f"sqlite:///{tmp / 'demo.db'}", DEMO.read_bytes(), args.workers, tmp, http_port) as running:
+                address, _store, pid, _ = running
+                results["http_vs_grpc_demo"] = http_vs_grpc(address, http_port, pid, demo_requests, args.seconds)
+        output = args.output if args.output != DEFAULT_OUTPUT else DEFAULT_OUTPUT.with_name("http.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2))
+        return 0
     results["in_process_demo"] = in_process(demo_state, demo_requests, args.seconds)
     print("(a) demo", results["in_process_demo"], flush=True)
 
@@ -341,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        with stack(f"sqlite:///{tmp / 'demo.db'}", DEMO.read_bytes(), args.workers, tmp) as (address, store, pid, _):
+        http_port = free_port()
+        demo_db = f"sqlite:///{tmp / 'demo.db'}"
+        with stack(demo_db, DEMO.read_bytes(), args.workers, tmp, http_port) as (address, store, pid, _):
             checks = messages(demo_requests)
             grpc_results = [load(address, pid, checks, c, args.seconds) for c in (1, 16, 64)]
             grpc_results.append(load(address, pid, checks, 4, args.seconds, batch=100))
@@ -350,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("(b)", row, flush=True)
             results["propagation"] = propagation(address, store, 200)
             print("(d)", results["propagation"], flush=True)
+            results["http_vs_grpc_demo"] = http_vs_grpc(address, http_port, pid, demo_requests, args.seconds)
         big_yaml = json.dumps(big_doc).encode()  # JSON is YAML, and much faster to write and read
         with stack(f"sqlite:///{tmp / 'big.db'}", big_yaml, args.workers, tmp) as (address, _store, pid, cold):
             rss = tree_rss_mb(pid)

@@ -85,3 +85,17 @@ def test_up_twice_on_the_same_database(tmp_path: Path) -> None:
         assert loaded is not None, log.read_text()
         created, unchanged = int(loaded[1]), int(loaded[2])
         assert (created > 100, unchanged) == ((True, 0) if attempt == "first" else (False, 116))
+
+
+@pytest.mark.parametrize(
+    ("command", "live"),
+    [(["serve"], True), (["up"], True), (["test"], False), (["policy", "matrix"], False),
+     (["registry", "migrate"], False)],
+)  # fmt: skip
+def test_policies_help_promises_live_reload_only_where_it_happens(command: list[str], live: bool) -> None:
+    """Only the servers reload edited policies; a one-shot command's --policies says it reads them once."""
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if "--policies" in line]
+    assert ("picked up live" in line) is live, line
+    assert ("read once" in line) is not live, line

@@ -34,8 +34,8 @@ def _under(modules: list[str], prefixes: tuple[str, ...]) -> list[str]:
 
 
 def test_client_is_light() -> None:
-    """`import authz.client` loads neither SQLAlchemy, Alembic nor the store's server."""
-    assert _under(_loaded_after("import authz, authz.client"), HEAVY) == []
+    """`import authz.client` (and the asyncio client) loads neither SQLAlchemy, Alembic nor the store's server."""
+    assert _under(_loaded_after("import authz, authz.client, authz.aio"), HEAVY) == []
 
 
 def test_core_imports_neither_grpc_nor_the_database() -> None:
@@ -58,7 +58,8 @@ def test_store_never_imports_authz() -> None:
 def test_servicekit_imports_neither_service() -> None:
     """The shared plumbing imports neither service."""
     loaded = _loaded_after("import servicekit.tls, servicekit.tokens, servicekit.guard, servicekit.pages, "
-                           "servicekit.text, servicekit.metrics")  # fmt: skip
+                           "servicekit.text, servicekit.metrics, servicekit.logs, servicekit.tracing, "
+                           "servicekit.probe")  # fmt: skip
     assert _under(loaded, ("authz", "store")) == []
 
 
@@ -93,3 +94,19 @@ def test_every_decision_error_is_mapped() -> None:
     """Each class of the decision service's error tree has its own status at the gRPC boundary."""
     assert _subclasses(errors.AuthzError) | {errors.AuthzError} <= set(STATUS)
     assert STATUS[errors.InvalidRequest] == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_http_front_end_depends_on_the_core_only() -> None:
+    """AuthZEN over HTTP (authz.http) is a front end: it loads the core, not the gRPC front end; the core
+    and the listing never load it, or Starlette, uvicorn and pydantic; only the server factory imports it."""
+    loaded = _loaded_after("import authz.http.app, authz.http.server, authz.http.openapi")
+    assert _under(loaded, ("authz.service", "authz.server", "authz.v1", "store.server", "sqlalchemy")) == []
+    core = _loaded_after("; ".join(f"import {module}" for module in (*CORE, "authz.listing")))
+    assert _under(core, ("authz.http", "starlette", "uvicorn", "pydantic")) == []
+    importers = {
+        str(path.relative_to(ROOT))
+        for path in (SRC / "authz").rglob("*.py")
+        if "http" not in path.relative_to(SRC / "authz").parts[:1]
+        if re.search(r"^\s*(from authz\.http|import authz\.http)\b", path.read_text(), re.MULTILINE)
+    }
+    assert importers <= {"src/authz/server.py", "src/authz/cli/serving.py"}

@@ -15,7 +15,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from authz.client import Check as Check
+    from authz.calls import Check as Check
     from authz.client import Client as Client
     from authz.decision import Decision as Decision
     from authz.decision import Request as Request
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 _WHERE = {
     "AuthzError": "authz.errors",
-    "Check": "authz.client",
+    "Check": "authz.calls",
     "Client": "authz.client",
     "Decision": "authz.decision",
     "InvalidRequest": "authz.errors",

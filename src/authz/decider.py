@@ -13,6 +13,7 @@ the state source (see its lock). The words of the answer are :mod:`authz.reasons
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from authz import reasons, resolver
 from authz.decision import Decision, Request, validate
@@ -50,8 +51,14 @@ class Decider:
         self.admit(request.min_revision, timeout, f"{prefix}min_revision")
         return self.decide(request)
 
-    def check_many(self, requests: list[Request], *, timeout: float | None = None) -> list[Decision]:
-        """Several checks at one revision: validated first, one wait, one lock, one engine."""
+    def check_many(
+        self, requests: list[Request], *, timeout: float | None = None, stop: Callable[[Decision], bool] | None = None
+    ) -> list[Decision]:
+        """Several checks at one revision: validated first, one wait, one lock, one engine.
+
+        With ``stop``, deciding ends after the first decision it is true for (AuthZEN's short-circuit
+        semantics): the list then holds the decisions up to and including that one.
+        """
         for i, request in enumerate(requests):
             validate(request, f"checks[{i}].")
         self.admit(max((r.min_revision for r in requests), default=0), timeout)
@@ -61,11 +68,13 @@ class Decider:
             decisions = []
             for request in requests:
                 try:
-                    decision = _Evaluation(engine, state, request).run()
+                    decision = _Evaluation(engine, state, request, None, self.engines.failed).run()
                     decisions.append(reasons.finish(decision, state.revision, engine.policy.version, request.explain))
                 except Exception as exc:  # fail closed, item by item
                     log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
                     decisions.append(reasons.failed(exc, state.revision, version))
+                if stop is not None and stop(decisions[-1]):
+                    break
             return decisions
 
     def decide(self, request: Request, memo: dict[tuple[str, str], Decision] | None = None) -> Decision:
@@ -77,7 +86,7 @@ class Decider:
         try:
             with self.source.reading() as state:
                 engine = self.engines.engine_for(state)
-                decision = _Evaluation(engine, state, request, memo).run()
+                decision = _Evaluation(engine, state, request, memo, self.engines.failed).run()
                 return reasons.finish(decision, state.revision, engine.policy.version, request.explain)
         except Exception as exc:  # fail closed: an error is a deny, never an allow
             log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
@@ -88,9 +97,15 @@ class _Evaluation:
     """One decision, with its prerequisites (g3), against one state."""
 
     def __init__(
-        self, engine: Engine, state: WorldState, request: Request, memo: dict[tuple[str, str], Decision] | None = None
+        self,
+        engine: Engine,
+        state: WorldState,
+        request: Request,
+        memo: dict[tuple[str, str], Decision] | None = None,
+        failed: Callable[[str], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.failed = failed
         self.state = state
         self.request = request
         # Prerequisite decisions already made for this subject at this state (listing many
@@ -100,17 +115,17 @@ class _Evaluation:
     def run(self) -> Decision:
         r = self.request
         policy = self.engine.policy
+        # G3, with the closest known name ("did you mean ...?"): a mistake in the question.
         if r.action not in policy.actions:
-            return Decision(False, f"denied: unknown action {r.action} (G3)", ("G3",))
+            return reasons.unknown("action", r.action, policy.actions)
         if r.resource_kind not in policy.kinds:
-            return Decision(False, f"denied: unknown resource kind {r.resource_kind} (G3)", ("G3",))
+            return reasons.unknown("resource kind", r.resource_kind, policy.kinds)
         if not self.engine.applies(r.action, r.resource_kind):
-            kinds = " or ".join(self.engine.applies_to(r.action))
-            return Decision(
-                False, f"denied: {r.action} applies to {kinds} resources, not {r.resource_kind} (G3)", ("G3",)
-            )
+            return reasons.wrong_kind(r.action, self.engine.applies_to(r.action), r.resource_kind)
         if not resolver.subject_exists(self.state, r.subject_kind, r.subject_id):
-            return Decision(False, f"denied: unknown subject {r.subject} (G3)", ("G3",))
+            table = self.state.rows["user" if r.subject_kind == "user" else "service_account"]
+            known = (key[0] for key in table)
+            return reasons.unknown("subject", r.subject_id, known, f"{r.subject_kind}:")
         target = resolver.resource(self.state, r.resource_kind, r.resource_id)
         if target is None:
             return Decision(False, f"denied: unknown resource {r.resource} (G3)", ("G3",))
@@ -157,6 +172,11 @@ class _Evaluation:
             gate_lines += first.policy_lines
         sub = resolver.subject(self.state, r.subject_kind, r.subject_id, target)
         verdict = self.engine.evaluate(sub, target.facts, action, r.context)
+        if verdict.error:
+            where = verdict.error_line.source if verdict.error_line is not None else "the policy"
+            log.error("%s raised while deciding %s %s %s: %s", where, r.subject, action, r.resource, verdict.error)
+            if self.failed is not None:
+                self.failed(f"{where}: raised {verdict.error} while deciding {action}")
         explanation = reasons.explain(action, sub, target.facts, verdict) if r.explain else ""
         return reasons.decision_of(
             r=r, action=action, target=target, sub=sub, verdict=verdict, gate_rules=gate_rules,

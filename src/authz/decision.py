@@ -17,11 +17,13 @@ from store.kinds import ACTION, ID, MAX_ID, SUBJECT_KINDS
 MAX_ACTION = 128
 MAX_CONTEXT = 32
 MAX_CONTEXT_VALUE = 256
+MAX_BATCH = 1000  # checks in one call, on every front end (BatchCheck, AuthZEN evaluations)
 CONTEXT_KEY = re.compile(r"[a-z_]{1,64}\Z")
 KIND = re.compile(r"[a-z_]{1,64}\Z")
 
 __all__ = [
-    "ACTION", "ID", "MAX_ACTION", "MAX_CONTEXT", "MAX_CONTEXT_VALUE", "MAX_ID", "Decision", "Request", "validate",
+    "ACTION", "ID", "MAX_ACTION", "MAX_BATCH", "MAX_CONTEXT", "MAX_CONTEXT_VALUE", "MAX_ID", "Decision", "Request",
+    "validate",
 ]  # fmt: skip
 
 

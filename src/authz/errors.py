@@ -14,6 +14,21 @@ never leaves the engine.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong with a policy, where it is: ``file:line: message`` (line 0: the whole file)."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}" if self.line else f"{self.file}: {self.message}"
+
 
 class AuthzError(Exception):
     """Base of every error the decision service reports to a caller."""
@@ -26,7 +41,15 @@ class InvalidRequest(AuthzError, ValueError):
 
 
 class PolicyError(AuthzError, ValueError):
-    pass
+    """A policy that does not load; ``problems`` are every problem found, in file and line order."""
+
+    def __init__(self, message: str | Iterable[Problem]) -> None:
+        if isinstance(message, str):
+            self.problems: tuple[Problem, ...] = ()
+            super().__init__(message)
+        else:
+            self.problems = tuple(sorted(set(message)))
+            super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 class RevisionUnavailable(AuthzError):

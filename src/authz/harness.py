@@ -4,6 +4,9 @@ In-process, each file gets a fresh world checked by the store's own rules; with 
 store, each file's world replaces the store's content and the cases go over gRPC. A case passes
 when the decision's `allowed` matches `allow` and, when the case names a `rule`, the decision
 names that rule among its rules (the rules that granted it, or that refused it).
+
+Every case knows the line of the YAML where it starts, so failures and format errors name it as
+``file:line`` (the position comes from the YAML composer's node marks).
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ class Case:
     context: dict[str, str] = field(default_factory=dict)
     rule: str = ""
     revision_at_least: int = 0
+    line: int = 0  # where the case starts in its file (1-based; 0: unknown)
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the case, or ``file[index]`` when its line is unknown."""
+        return f"{self.file}:{self.line}" if self.line else f"{self.file}[{self.index}]"
 
     @property
     def id(self) -> str:
@@ -100,7 +109,25 @@ def _fail(path: str, where: str, message: str) -> CaseFileError:
     return CaseFileError(f"{path}: {where}: {message}")
 
 
-def parse_cases(path: str, document: dict[str, Any]) -> tuple[Case, ...]:
+def case_lines(text: str | bytes) -> list[int]:
+    """The line (1-based) where each item of the document's ``cases`` list starts; [] when the text
+    does not compose or has no such list (the loader then reports what is wrong with it)."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        return []
+    if not isinstance(root, yaml.MappingNode):
+        return []
+    for key, value in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value == "cases" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def parse_cases(path: str, document: dict[str, Any], lines: list[int] | None = None) -> tuple[Case, ...]:
+    """The cases of a decision test file; ``lines`` (from :func:`case_lines`) places each one."""
     raw = document.get("cases")
     if raw is None:
         return ()
@@ -109,32 +136,34 @@ def parse_cases(path: str, document: dict[str, Any]) -> tuple[Case, ...]:
     cases = []
     for i, item in enumerate(raw):
         where = f"cases[{i}]"
+        line = lines[i] if lines is not None and i < len(lines) else 0
+        at = f"{path}:{line}" if line else path
         if not isinstance(item, dict):
-            raise _fail(path, where, "must be a mapping with subject, action, resource and allow")
+            raise _fail(at, where, "must be a mapping with subject, action, resource and allow")
         for key in item:
             if key not in CASE_KEYS:
-                raise _fail(path, f"{where}.{key}", f"unknown key (allowed: {', '.join(CASE_KEYS)})")
+                raise _fail(at, f"{where}.{key}", f"unknown key (allowed: {', '.join(CASE_KEYS)})")
         for key in ("subject", "action", "resource", "allow"):
             if key not in item:
-                raise _fail(path, f"{where}.{key}", "is required")
+                raise _fail(at, f"{where}.{key}", "is required")
         subject, resource = item["subject"], item["resource"]
         if not isinstance(subject, str) or not (subject == "anonymous" or REF.match(subject)):
-            raise _fail(path, f"{where}.subject", f"{subject!r} must be kind:id or anonymous")
+            raise _fail(at, f"{where}.subject", f"{subject!r} must be kind:id or anonymous")
         if not isinstance(resource, str) or not REF.match(resource):
-            raise _fail(path, f"{where}.resource", f"{resource!r} must be kind:id")
+            raise _fail(at, f"{where}.resource", f"{resource!r} must be kind:id")
         if not isinstance(item["action"], str):
-            raise _fail(path, f"{where}.action", "must be a string")
+            raise _fail(at, f"{where}.action", "must be a string")
         if not isinstance(item["allow"], bool):
-            raise _fail(path, f"{where}.allow", f"must be true or false, not {item['allow']!r}")
+            raise _fail(at, f"{where}.allow", f"must be true or false, not {item['allow']!r}")
         context = item.get("context") or {}
         if not isinstance(context, dict) or not all(isinstance(k, str) for k in context):
-            raise _fail(path, f"{where}.context", "must be a mapping of names to values")
+            raise _fail(at, f"{where}.context", "must be a mapping of names to values")
         rule = item.get("rule") or ""
         if not isinstance(rule, str):
-            raise _fail(path, f"{where}.rule", "must be a rule id like RP3")
+            raise _fail(at, f"{where}.rule", "must be a rule id like RP3")
         at_least = item.get("revision_at_least", 0)
         if not isinstance(at_least, int) or isinstance(at_least, bool) or at_least < 0:
-            raise _fail(path, f"{where}.revision_at_least", "must be a revision number")
+            raise _fail(at, f"{where}.revision_at_least", "must be a revision number")
         cases.append(
             Case(
                 file=path,
@@ -146,6 +175,7 @@ def parse_cases(path: str, document: dict[str, Any]) -> tuple[Case, ...]:
                 context={str(k): str(v) for k, v in context.items()},
                 rule=rule,
                 revision_at_least=at_least,
+                line=line,
             )
         )
     return tuple(cases)
@@ -154,7 +184,8 @@ def parse_cases(path: str, document: dict[str, Any]) -> tuple[Case, ...]:
 def load_file(path: Path) -> TestFile:
     """Read one decision test file; CaseFileError names the file and the path inside it."""
     try:
-        document = load_document(path.read_bytes(), str(path))
+        text = path.read_bytes()
+        document = load_document(text, str(path))
     except OSError as exc:
         raise CaseFileError(f"{path}: cannot read: {exc.strerror}") from None
     except StoreError as exc:
@@ -162,7 +193,7 @@ def load_file(path: Path) -> TestFile:
     if "world" not in document:
         raise _fail(str(path), "world", "is required")
     name = document.get("name") or path.stem
-    return TestFile(str(path), str(name), document, parse_cases(str(path), document))
+    return TestFile(str(path), str(name), document, parse_cases(str(path), document, case_lines(text)))
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:

@@ -16,6 +16,9 @@ Candidates come from structure, not from scanning a kind:
 Candidates are checked in order (contents: by project, then id) and only until the page is
 full, so a first page costs what it returns, and a full listing grows with what the subject can
 see, not with the world.
+
+:func:`list_actions` (AuthZEN's action search) lists the actions a subject may do on one resource:
+the candidates are the actions that apply to its kind, a few dozen at most.
 """
 
 from __future__ import annotations
@@ -262,3 +265,31 @@ def list_subjects(
 
         ids, more = _fill(candidates, after, size, allowed)
         return Page(tuple(ids), encode_token(ids[-1]) if more else "", state.revision, decider.engines.policy.version)
+
+
+def list_actions(
+    decider: Decider,
+    *,
+    subject_kind: str,
+    subject_id: str,
+    kind: str,
+    ident: str,
+    context: dict[str, str],
+    size: int,
+    token: str,
+) -> Page:
+    """The actions the subject may do on ``kind:ident``, in name order: every action that applies to
+    the kind (its g2 lines), each checked like a Check. An unknown kind has no actions."""
+    validate(Request(subject_kind, subject_id, "any.action", kind, ident, context))
+    after = decode_token(token)
+    size = page_size(size)
+    with decider.source.reading() as state:
+        engine = decider.engines.engine_for(state)
+        candidates = sorted(action for action in engine.policy.actions if engine.applies(action, kind))
+        memo: dict[tuple[str, str], Decision] = {}
+
+        def allowed(action: str) -> bool:
+            return decider.decide(Request(subject_kind, subject_id, action, kind, ident, context), memo).allowed
+
+        ids, more = _fill(candidates, after, size, allowed)
+        return Page(tuple(ids), encode_token(ids[-1]) if more else "", state.revision, engine.policy.version)

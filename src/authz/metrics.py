@@ -1,4 +1,4 @@
-"""Prometheus metrics of the decision service, served over HTTP (`--metrics-port`).
+"""Prometheus metrics of the decision service, served over HTTP (`--metrics HOST:PORT`).
 
 Each server owns its own CollectorRegistry (no process-wide globals), so several servers in one
 process (tests, `authz up`) do not collide. Counters are updated by gRPC handler threads;
@@ -8,8 +8,9 @@ when scraped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,6 +24,7 @@ class DecisionMetrics:
     latency: Histogram
     reloads: Counter
     reload_failures: Counter
+    refusals: Counter
     audit_failures: Counter
 
     @classmethod
@@ -46,6 +48,12 @@ class DecisionMetrics:
                 "Policy edits refused (the last good policy kept serving).",
                 registry=registry,
             ),
+            refusals=Counter(
+                "authz_policy_refusals",
+                "Policy edits refused, by why: lint (does not load or check), tests (decision tests fail), engine.",
+                ["reason"],
+                registry=registry,
+            ),
             audit_failures=Counter(
                 "authz_audit_failures",
                 "Audit log writes that failed (the decisions were still answered, without their lines).",
@@ -56,6 +64,14 @@ class DecisionMetrics:
     def watch(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A gauge read when scraped."""
         Gauge(name, help_text, registry=self.registry).set_function(read)
+
+    def watch_each(
+        self, name: str, help_text: str, label: str, values: Iterable[str], read: Callable[[str], float]
+    ) -> None:
+        """A gauge with one series per value of ``label``, each ``read(value)`` when scraped."""
+        gauge = Gauge(name, help_text, [label], registry=self.registry)
+        for value in values:
+            gauge.labels(value).set_function(partial(read, value))
 
     def record(self, action: str, allowed: bool) -> None:
         self.decisions.labels("allow" if allowed else "deny", action).inc()

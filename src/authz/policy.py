@@ -1,53 +1,47 @@
-"""Policy files: load `policies/` (model.conf + *.csv), validate every line, remember file:line.
+"""Policies: read `policies/` at once, check everything in it, keep what serves and where it came from.
 
-A :class:`Policy` is immutable; a reload builds a new one and the server swaps one reference.
-Validation is what `authz policy lint` runs: the model must parse and be the shape the engine
-expects, every line must parse as Casbin does, conditions may use only the request's fields,
-literals and the model's functions, and rule ids, roles, effects and actions must make sense.
+A :class:`Policy` is immutable: the model, its lines in load order (each with its ``file:line``
+and its text), the text of every file, and a version hash over all of it; a reload builds a new
+one from a snapshot of the files and the server swaps one reference. So explanations always cite
+the text of the version serving, whatever the files on disk say meanwhile.
+
+:func:`build_policy` is what `authz policy lint`, `serve` at start and every reload run: it
+collects every problem (syntax of each line, the model in :mod:`authz.model`, the catalogue in
+:mod:`authz.catalogue`, the meaning of it all in :mod:`authz.lint`) and raises one
+:class:`PolicyError` listing them as ``file:line: what is wrong``.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import re
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from casbin.model import Model
-
-from authz.errors import PolicyError
+from authz.catalogue import CATALOGUE_FILE, Catalogue, parse_catalogue
+from authz.errors import PolicyError, Problem
+from authz.model import GROUPINGS, POLICY, ModelSpec, parse_model
+from authz.syntax import PARSER_LOCK, ROLE, RULE_ID, check_condition, split_line
 from store.kinds import ACTION
 
 MODEL_FILE = "model.conf"
-RULE_ID = re.compile(r"[A-Z]+(-[A-Z]+)?[0-9]+[a-z]?\Z")
-ROLE = re.compile(r"[a-z_]+(:[a-z_]+)?(:[A-Za-z0-9._@+\-]+)?(@viewer)?\Z")
-EXPECTED_REQUEST = ["sub", "obj", "act", "ctx"]
-EXPECTED_POLICY = ["rule", "act", "role", "cond", "eft"]
-GROUPINGS = ("g", "g2", "g3")
-# Held by every use of Python's ast module and of pycasbin in this process: on CPython 3.11 the
-# parser's recursion-depth bookkeeping is shared by all threads (authz/engines/casbin.py says more).
-PARSER_LOCK = threading.RLock()
-# Names a condition may use: the request's parts and the functions the engine registers.
-CONDITION_NAMES = {"r", "holds"}
-DICT_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
-CONDITION_NODES = (
-    ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Eq, ast.NotEq,
-    ast.In, ast.NotIn, ast.Attribute, ast.Name, ast.Load, ast.Constant, ast.Tuple, ast.List, ast.Call,
-)  # fmt: skip
+MARKER = "# lint:"
+ALLOW_WIDE = "allow-wide"
+
+__all__ = ["PARSER_LOCK", "Line", "Policy", "build_policy", "custom_role_lines", "load_policy", "read_files"]
 
 
 @dataclass(frozen=True)
 class Line:
-    """One policy line with where it came from."""
+    """One policy line with where it came from, its text, and a wide-grant marker's reason if any."""
 
     ptype: str
     values: tuple[str, ...]
     source: str  # "policies/reports.csv:12", or "store: custom role ml-lead (from ...)"
+    text: str = field(default="", compare=False)
+    allow_wide: str = field(default="", compare=False)
 
     @property
     def rule(self) -> str:
@@ -72,13 +66,16 @@ class Line:
 
 @dataclass(frozen=True)
 class Policy:
-    """A validated policy: the model text, its lines in load order, and a version hash."""
+    """A checked policy: the model, its lines in load order, the files' text and a version hash."""
 
     model_text: str
     lines: tuple[Line, ...]
     version: str
     directory: str
     extra: tuple[Line, ...] = field(default=())
+    model: ModelSpec | None = field(default=None, compare=False)
+    texts: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # (file name, text)
+    catalogue: Catalogue | None = field(default=None, compare=False)
 
     @cached_property
     def p_lines(self) -> tuple[Line, ...]:
@@ -95,91 +92,125 @@ class Policy:
     def kinds(self) -> frozenset[str]:
         return frozenset(line.values[1] for line in self.grouping("g2"))
 
+    def text_of(self, name: str) -> str:
+        """The text of the file ``name`` in this version ("" if it has none)."""
+        return dict(self.texts).get(name, "")
+
     def with_lines(self, extra: Iterable[Line]) -> Policy:
         """This policy plus generated lines (custom roles); same version, file lines unchanged."""
         extra = tuple(extra)
-        return Policy(self.model_text, self.lines + extra, self.version, self.directory, extra)
+        return Policy(
+            self.model_text, self.lines + extra, self.version, self.directory, extra, self.model, self.texts,
+            self.catalogue,
+        )  # fmt: skip
 
 
-def split_line(text: str) -> list[str]:
-    """Split a policy line as Casbin does: on commas outside (), [] nesting."""
-    tokens: list[str] = []
-    depth = 0
-    start = 0
-    for index, char in enumerate(text):
-        if char in "([":
-            depth += 1
-        elif char in ")]":
-            depth -= 1
-        elif char == "," and depth == 0:
-            tokens.append(text[start:index].strip())
-            start = index + 1
-    tokens.append(text[start:].strip())
-    return tokens
+def ignored(name: str) -> bool:
+    """Editors' lock, swap and backup files, which are not part of a policy."""
+    return name.startswith((".", "#")) or name.endswith("~")
 
 
-def python_source(cond: str) -> str:
-    """A condition in Python syntax: Casbin's ``&&``, ``||`` and ``!`` rewritten as pycasbin does."""
-    return re.sub(r"!(?!=)", " not ", cond.replace("&&", " and ").replace("||", " or ")).strip()
-
-
-def check_condition(cond: str) -> None:
-    """Raise ValueError unless ``cond`` is a condition of the restricted syntax."""
+def read_files(directory: Path | str) -> dict[str, bytes]:
+    """The bytes of every file of the policy directory (a snapshot: what is checked is what serves)."""
+    root = Path(directory)
     try:
-        with PARSER_LOCK:
-            tree = ast.parse(python_source(cond), mode="eval")
-    except SyntaxError as exc:
-        raise ValueError(f"condition does not parse: {exc.msg}") from None
-    for node in ast.walk(tree):
-        if not isinstance(node, CONDITION_NODES):
-            raise ValueError(f"condition uses {type(node).__name__}, which policies may not use")
-        if isinstance(node, ast.Name) and node.id in ("true", "false"):
-            raise ValueError(f"write {node.id.capitalize()}, not {node.id}")
-        if isinstance(node, ast.Name) and node.id not in CONDITION_NAMES:
-            raise ValueError(f"condition names {node.id!r}; only r.sub, r.obj, r.ctx and holds() are known")
-        if isinstance(node, ast.Attribute) and node.attr in DICT_METHODS:
-            raise ValueError(f"condition reads .{node.attr}, which is a method of the fact mapping, not a fact")
-        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            raise ValueError(f"condition reads .{node.attr}; fields starting with _ are not facts")
-        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id == "holds"):
-            raise ValueError("condition calls a function other than holds()")
-        if (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "r"
-            and node.attr not in ("sub", "obj", "ctx")
-        ):
-            raise ValueError(f"condition reads r.{node.attr}; a request has r.sub, r.obj and r.ctx")
+        paths = sorted(path for path in root.iterdir() if path.is_file() and not ignored(path.name))
+        return {path.name: path.read_bytes() for path in paths}
+    except OSError as exc:
+        raise PolicyError(f"{root}: not a readable policy directory ({exc.strerror or exc})") from None
 
 
-def _check_model(text: str, where: str) -> None:
-    model = Model()
-    try:
-        model.load_model_from_text(text)
-    except Exception as exc:  # noqa: BLE001 - pycasbin raises bare exceptions for a bad model
-        raise PolicyError(f"{where}: not a valid Casbin model: {exc}") from None
-    sections = set(model.keys())  # pycasbin's Model is not a mapping: it only has keys()
-    request = model["r"]["r"].tokens if "r" in sections else []
-    policy = model["p"]["p"].tokens if "p" in sections else []
-    if [t.removeprefix("r_") for t in request] != EXPECTED_REQUEST:
-        raise PolicyError(f"{where}: request_definition must be r = {', '.join(EXPECTED_REQUEST)}")
-    if [t.removeprefix("p_") for t in policy] != EXPECTED_POLICY:
-        raise PolicyError(f"{where}: policy_definition must be p = {', '.join(EXPECTED_POLICY)}")
-    for name in GROUPINGS:
-        if "g" not in sections or name not in model["g"]:
-            raise PolicyError(f"{where}: role_definition must define {', '.join(GROUPINGS)}")
+def load_policy(directory: Path | str) -> Policy:
+    """Read and check ``directory``; raises PolicyError listing every problem as file:line."""
+    return build_policy(read_files(directory), directory)
+
+
+def version_of(files: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def build_policy(files: Mapping[str, bytes], directory: Path | str) -> Policy:
+    """The policy of these files (names -> bytes), checked whole; PolicyError lists every problem."""
+    from authz import lint
+
+    root = Path(directory)
+    label = root.name or str(root)
+    problems: list[Problem] = []
+    texts: dict[str, str] = {}
+    for name, data in files.items():
+        try:
+            texts[name] = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(f"{label}/{name}", 0, f"is not UTF-8 text: {exc.reason} at byte {exc.start}"))
+    model: ModelSpec | None = None
+    if MODEL_FILE in texts:
+        model, found = parse_model(texts[MODEL_FILE], f"{label}/{MODEL_FILE}")
+        problems += found
+    else:
+        problems.append(Problem(f"{label}/{MODEL_FILE}", 0, "is missing: the policy needs its Casbin model"))
+    catalogue: Catalogue | None = None
+    if CATALOGUE_FILE in texts:
+        catalogue, found = parse_catalogue(texts[CATALOGUE_FILE], f"{label}/{CATALOGUE_FILE}")
+        problems += found
+    else:
+        problems.append(Problem(f"{label}/{CATALOGUE_FILE}", 0, "is missing: the policy needs its rule catalogue"))
+    lines: list[Line] = []
+    seen: dict[tuple[str, tuple[str, ...]], str] = {}
+    for name in sorted(texts):
+        if not name.endswith(".csv"):
+            continue
+        for number, raw in enumerate(texts[name].splitlines(), start=1):
+            stripped = raw.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            source = f"{label}/{name}:{number}"
+            try:
+                line = parse_line(stripped, source)
+            except PolicyError as exc:
+                problems.append(Problem(f"{label}/{name}", number, str(exc).split(": ", 1)[1]))
+                continue
+            key = (line.ptype, line.values)
+            if key in seen:
+                problems.append(Problem(f"{label}/{name}", number, f"the same line is already at {seen[key]}"))
+                continue
+            seen[key] = source
+            lines.append(line)
+    policy = Policy(
+        texts.get(MODEL_FILE, ""), tuple(lines), version_of(files), str(root), (), model,
+        tuple(sorted(texts.items())), catalogue,
+    )  # fmt: skip
+    problems += lint.check(policy, label)
+    if problems:
+        raise PolicyError(problems)
+    return policy
+
+
+def _marker(text: str, source: str) -> tuple[str, str]:
+    """A line's body and the reason of its ``# lint: allow-wide <reason>`` marker ("" without one)."""
+    body, found, directive = text.partition(MARKER)
+    if not found:
+        return text, ""
+    kind, _, reason = directive.strip().partition(" ")
+    if kind != ALLOW_WIDE:
+        raise PolicyError(f"{source}: unknown lint directive {kind!r}; the one there is '{MARKER} {ALLOW_WIDE} <why>'")
+    if not reason.strip():
+        raise PolicyError(f"{source}: '{MARKER} {ALLOW_WIDE}' needs a reason after it")
+    return body.rstrip(), reason.strip()
 
 
 def parse_line(text: str, source: str) -> Line:
-    """One non-comment line of a policy file, checked; PolicyError names ``source``."""
-    values = split_line(text)
+    """One non-comment line of a policy file, checked alone; PolicyError names ``source``."""
+    body, allow_wide = _marker(text, source)
+    values = split_line(body)
     ptype = values[0]
     rest = tuple(values[1:])
     if ptype == "p":
-        if len(rest) != len(EXPECTED_POLICY):
+        if len(rest) != len(POLICY):
             raise PolicyError(
-                f"{source}: a p line has {len(EXPECTED_POLICY)} fields ({', '.join(EXPECTED_POLICY)}), "
-                f"this one has {len(rest)}"
+                f"{source}: a p line has {len(POLICY)} fields ({', '.join(POLICY)}), this one has {len(rest)}"
             )
         rule, act, role, cond, eft = rest
         if not RULE_ID.match(rule):
@@ -203,58 +234,7 @@ def parse_line(text: str, source: str) -> Line:
             raise PolicyError(f"{source}: {rest[1]!r} is not an action like project.view")
     else:
         raise PolicyError(f"{source}: unknown line type {ptype!r}; expected p, g, g2 or g3")
-    return Line(ptype, rest, source)
-
-
-def load_policy(directory: Path | str) -> Policy:
-    """Read and validate ``directory``; raises PolicyError naming file:line and what is wrong."""
-    root = Path(directory)
-    if not root.is_dir():
-        raise PolicyError(f"{root}: not a readable policy directory")
-    model_path = root / MODEL_FILE
-    try:
-        model_text = model_path.read_text()
-    except OSError as exc:
-        raise PolicyError(f"{model_path}: cannot read the model: {exc.strerror}") from None
-    _check_model(model_text, str(model_path))
-    digest = hashlib.sha256(b"model.conf\0" + model_text.encode())
-    lines: list[Line] = []
-    seen: dict[tuple[str, tuple[str, ...]], str] = {}
-    files = sorted(root.glob("*.csv"))
-    if not files:
-        raise PolicyError(f"{root}: no policy files (*.csv)")
-    for path in files:
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"{path}: cannot read: {exc}") from None
-        digest.update(path.name.encode() + b"\0" + text.encode())
-        for number, raw in enumerate(text.splitlines(), start=1):
-            stripped = raw.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            source = f"{root.name}/{path.name}:{number}"
-            line = parse_line(stripped, source)
-            key = (line.ptype, line.values)
-            if key in seen:
-                raise PolicyError(f"{source}: the same line is already at {seen[key]}")
-            seen[key] = source
-            lines.append(line)
-    policy = Policy(model_text, tuple(lines), digest.hexdigest()[:12], str(root))
-    _check_coherence(policy)
-    return policy
-
-
-def _check_coherence(policy: Policy) -> None:
-    """Cross-line checks: every p action applies to some kind; g3 names known actions."""
-    actions = policy.actions
-    for line in policy.p_lines:
-        if line.act not in actions:
-            raise PolicyError(f"{line.source}: action {line.act} applies to no resource kind (add a g2 line)")
-    for line in policy.grouping("g3"):
-        for action in line.values:
-            if action not in actions:
-                raise PolicyError(f"{line.source}: action {action} applies to no resource kind (add a g2 line)")
+    return Line(ptype, rest, source, text, allow_wide)
 
 
 TEAM_CHAIN = ("team:admin", "team:member", "team:view_only")
@@ -283,5 +263,5 @@ def custom_role_lines(policy: Policy, roles: Iterable[dict[str, Any]]) -> list[L
                 values = (template.rule, action, token, template.cond, "allow")
                 if values not in seen:
                     seen.add(values)
-                    lines.append(Line("p", values, f"{where}, as {template.source}"))
+                    lines.append(Line("p", values, f"{where}, as {template.source}", template.text))
     return lines

@@ -7,7 +7,10 @@ here too, so an author searching for a rule id finds the decision that cites it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from rapidfuzz import fuzz, process
 
 from authz import resolver
 from authz.decision import Decision, Request
@@ -34,6 +37,47 @@ def finish(decision: Decision, revision: int, version: str, explain: bool) -> De
         version,
         decision.explanation if explain else "",
     )
+
+
+# G3 denials of a question the policy or the world cannot make sense of: an action or resource kind
+# the policy does not have, a subject the store does not have, an action asked of a kind it does not
+# apply to. A caller's mistake rather than an answer about a real subject and resource: the command
+# line treats them as usage errors (exit 2). An unknown *resource* is a plain deny (it may be gone).
+UNKNOWN = {
+    "action": "denied: unknown action ",
+    "resource kind": "denied: unknown resource kind ",
+    "subject": "denied: unknown subject ",
+}
+WRONG_KIND = " resources, not "
+CLOSE = 75.0  # the similarity (0 to 100) a known name needs to be offered
+
+
+def unknown(what: str, name: str, known: Iterable[str], prefix: str = "") -> Decision:
+    """G3: the ``what`` (a key of :data:`UNKNOWN`) ``prefix + name`` is unknown; the reason offers the
+    closest of ``known``, if one is close ("did you mean report.edit?").
+
+    Close is rapidfuzz's ratio (difflib's measure, 2 x matching characters / total characters) of at
+    least :data:`CLOSE`; the first of equally close names wins, so sets are compared in sorted order.
+    ``known`` may be every user of a large world and this runs under the replica's lock: rapidfuzz
+    compares 10,000 ids in about half a millisecond, where difflib took up to 40 ms.
+    """
+    choices = sorted(known) if isinstance(known, set | frozenset) else known
+    guess = process.extractOne(name, choices, scorer=fuzz.ratio, score_cutoff=CLOSE)
+    hint = f"; did you mean {prefix}{guess[0]}?" if guess else ""
+    return Decision(False, f"{UNKNOWN[what]}{prefix}{name} (G3){hint}", ("G3",))
+
+
+def wrong_kind(action: str, kinds: Iterable[str], kind: str) -> Decision:
+    """G3: ``action`` applies to resources of ``kinds``, not of ``kind``."""
+    return Decision(False, f"denied: {action} applies to {' or '.join(kinds)}{WRONG_KIND}{kind} (G3)", ("G3",))
+
+
+def is_unknown_name(decision: Decision) -> bool:
+    """True for the denials :func:`unknown` and :func:`wrong_kind` make: a usage error, not an answer."""
+    if decision.allowed or decision.rules != ("G3",):
+        return False
+    reason = decision.reason
+    return reason.startswith(tuple(UNKNOWN.values())) or (WRONG_KIND in reason and reason.endswith(" (G3)"))
 
 
 def unique(items: list[str]) -> tuple[str, ...]:
@@ -66,6 +110,16 @@ def decision_of(
             reason,
             unique([line.rule for line in granted] + gate_rules),
             unique([line.source for line in granted] + gate_lines),
+            explanation=explanation,
+        )
+    if verdict.error:
+        broken = verdict.error_line
+        where = f"{broken.rule} at {broken.source}" if broken is not None else "a line of the policy"
+        return Decision(
+            False,
+            f"denied: {where} failed while deciding {action} ({verdict.error}); failing closed",
+            (broken.rule,) if broken is not None else (),
+            (broken.source,) if broken is not None else (),
             explanation=explanation,
         )
     if verdict.missing:
@@ -136,4 +190,6 @@ def explain(action: str, sub: dict[str, Any], obj: dict[str, Any], verdict: Verd
     for line in verdict.candidates:
         mark = "matched" if line in matched else "-"
         lines.append(f"  [{mark}] {line.eft} {describe(line)}  {line.source}")
+        if line.text:  # the text of the version that decided, whatever the file says now
+            lines.append(f"        {line.text}")
     return "\n".join(lines)

@@ -1,4 +1,11 @@
-"""A live replica of the store: bootstrap from Snapshot, follow Watch, reconnect with backoff.
+"""A live replica of the store: bootstrap from Snapshot, follow Watch, fail over, reconnect with backoff.
+
+Stores: one or more instances of the store on one database (``authz serve --store A,B``). The
+replica follows one at a time, the first reachable in the order given; when its stream fails it
+moves to the next one at once and resumes Watch after its own revision, so no revision is missed
+or applied twice (revision order is commit order on the database, the same for every instance).
+Only after every store has failed in a row does it back off. It never goes backwards: a store
+whose revision is below the replica's (another database, a restored backup) is left for the next.
 
 Threads: one follower thread reads the store's streams and applies what they carry; gRPC
 handler threads read; a watchdog thread gives up on a stream that has gone silent.
@@ -14,8 +21,10 @@ handler threads read; a watchdog thread gives up on a stream that has gone silen
   at a time) and need no lock.
 * ``wait_for`` lets a caller block on the lock's condition until a revision is applied
   (min_revision, read-your-writes).
-* ``connected``, ``last_contact``, ``last_error``, ``store_revision`` and ``attempts`` are written
-  by the follower only and read without a lock by health and metrics (one attribute at a time).
+* ``connected``, ``last_contact``, ``last_error``, ``store_revision``, ``attempts``, ``failovers``
+  and ``_current`` (so ``client`` and ``following``: the store followed, or being tried) are
+  written by the follower only and read without a lock by health and metrics (one attribute at a
+  time).
   Only a message from the store (changes, a snapshot chunk or a heartbeat) counts as contact:
   opening a stream contacts nobody, since gRPC connects lazily.
 * ``_call`` (the open stream), ``_waiting_since`` (when the follower began waiting for its next
@@ -29,8 +38,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import grpc
@@ -54,6 +64,10 @@ SNAPSHOT_SILENCE = 30.0
 WATCHDOG_TICK = 0.25
 
 
+class StoreBehind(Exception):
+    """A store's revision is below the replica's: following it would go backwards."""
+
+
 def state_from_snapshot(chunks: Iterable[store_pb2.SnapshotChunk]) -> WorldState:
     """The world of a store Snapshot stream, at its revision."""
     state = WorldState()
@@ -70,8 +84,18 @@ def state_from_snapshot(chunks: Iterable[store_pb2.SnapshotChunk]) -> WorldState
 class Replica:
     """The store's data in memory, at ``revision``."""
 
-    def __init__(self, client: StoreClient | None = None, *, on_change: Callable[[WorldState], None] | None = None):
-        self.client = client
+    def __init__(
+        self,
+        client: StoreClient | Sequence[StoreClient] | None = None,
+        *,
+        on_change: Callable[[WorldState], None] | None = None,
+    ):
+        # The store instances to follow, in order of preference (one database behind them all).
+        self.clients: list[StoreClient] = (
+            [] if client is None else [client] if isinstance(client, StoreClient) else list(client)
+        )
+        self._current = 0  # index in clients of the store followed (or being tried)
+        self._failed = 0  # stores that failed in a row since the last message from one
         self.state = WorldState()
         self.lock = threading.RLock()
         self._advanced = threading.Condition(self.lock)
@@ -84,6 +108,7 @@ class Replica:
         self.last_error = ""
         self.store_revision = 0  # highest revision the store is known to have
         self.attempts = 0  # streams opened (Snapshot or Watch): connection attempts
+        self.failovers = 0  # moves from one store to another after a failure
         self._backoff = BACKOFF_START  # the next wait after a failure; back to the start on contact
         # The revision being received in parts: its number, its changes so far (applied with the
         # last part), or the new world it builds when it began with a reset.
@@ -95,6 +120,17 @@ class Replica:
         self._waiting_since: float | None = None  # the follower is blocked on _call for its next message
         self._silence = SILENCE_TIMEOUT  # how long _call may stay silent
         self._silenced = False  # the watchdog cancelled _call
+
+    @property
+    def client(self) -> StoreClient | None:
+        """The store client followed (or being tried); None for a replica fed by hand."""
+        return self.clients[self._current] if self.clients else None
+
+    @property
+    def following(self) -> str:
+        """The address of the store followed (or being tried), for health and metrics."""
+        client = self.client
+        return client.address if client is not None else ""
 
     @property
     def revision(self) -> int:
@@ -138,6 +174,13 @@ class Replica:
         changes nothing. One thread at a time (the follower).
         """
         if response.heartbeat:
+            return
+        if response.revision <= self.state.revision:
+            # Already applied (Watch resumes after our revision, so only a misbehaving store sends
+            # this): applying it again would repeat changes.
+            log.warning("ignored revision %d from the store: the replica is at %d", response.revision,
+                        self.state.revision)  # fmt: skip
+            self.discard_partial()
             return
         if response.revision != self._partial:
             self.discard_partial()  # parts of another revision, from a stream that broke, are void
@@ -192,7 +235,7 @@ class Replica:
     # -- following --
 
     def start(self) -> None:
-        if self.client is None:
+        if not self.clients:
             raise RuntimeError("a replica without a store client cannot follow")
         self._threads = [
             threading.Thread(target=self._follow, name="replica", daemon=True),
@@ -215,48 +258,68 @@ class Replica:
         return self._stop.wait(timeout)
 
     def _follow(self) -> None:
-        client = self.client
-        assert client is not None
         while not self._stop.is_set():
+            client = self.clients[self._current]
+            where = client.address
             try:
                 if not self.synced.is_set():
                     self.load_snapshot(self._stream(client.snapshot, SNAPSHOT_SILENCE))
                 self.discard_partial()  # a new stream resends a revision from its first part
-                for response in self._stream(lambda: client.watch(self.revision), SILENCE_TIMEOUT):
+                for response in self._stream(partial(self._watch, client), SILENCE_TIMEOUT):
                     self.apply_watch(response)
                     if self._stop.is_set():
                         return
                 if self._stop.is_set():
                     return
-                self._lost("the store ended the Watch stream")
+                self._lost(f"{where} ended the Watch stream")
             except grpc.RpcError as exc:
                 if self._stop.is_set():
                     return
                 code = exc.code()
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
                     # The store no longer keeps the history we need: start over from a snapshot.
-                    log.warning("replica fell behind the change log; reloading a snapshot")
+                    log.warning("replica fell behind the change log; reloading a snapshot from %s", where)
                     self.synced.clear()
                     continue
                 with self._call_lock:
                     silenced, self._silenced = self._silenced, False
                 if silenced and code == grpc.StatusCode.CANCELLED:
-                    self._lost(f"no message from the store for over {self._silence:.0f}s")
+                    self._lost(f"no message from {where} for over {self._silence:.0f}s")
                 else:
-                    self._lost(f"{code.name}: {exc.details()}")
+                    self._lost(f"{where}: {code.name}: {exc.details()}")
+            except StoreBehind as exc:
+                if self._stop.is_set():
+                    return
+                self._lost(str(exc))
             except Exception as exc:
                 if self._stop.is_set():
                     return
                 log.exception("replica error")
-                self._lost(f"{type(exc).__name__}: {exc}")
-            # Exponential backoff with jitter, capped; only a message from the store resets it.
-            delay = self._backoff * random.uniform(0.5, 1.0)
-            self._backoff = min(self._backoff * 2, BACKOFF_MAX)
-            log.warning("store unavailable (%s); retrying in %.1fs", self.last_error, delay)
-            self._stop.wait(delay)
+                self._lost(f"{where}: {type(exc).__name__}: {exc}")
+            self._next_store()
+
+    def _watch(self, client: StoreClient) -> Iterator[store_pb2.WatchResponse]:
+        """A Watch stream of ``client`` resuming after the replica's revision: no gap, no revision twice."""
+        return client.watch(self.revision)
+
+    def _next_store(self) -> None:
+        """After a failure: the next store at once, or, once every store failed in a row, a backoff."""
+        self._failed += 1
+        if len(self.clients) > 1:
+            self._current = (self._current + 1) % len(self.clients)
+            self.failovers += 1
+            if self._failed < len(self.clients):
+                log.warning("store unavailable (%s); trying %s", self.last_error, self.following)
+                return
+        self._failed = 0
+        # Exponential backoff with jitter, capped; only a message from a store resets it.
+        delay = self._backoff * random.uniform(0.5, 1.0)
+        self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+        log.warning("store unavailable (%s); retrying %s in %.1fs", self.last_error, self.following, delay)
+        self._stop.wait(delay)
 
     def _stream(self, open_call: Callable[[], Any], silence: float) -> Iterator[Any]:
-        """The messages of a new stream; each one is contact with the store."""
+        """The messages of a new stream; each one is contact with the store, unless it is behind us (StoreBehind)."""
         with self._call_lock:
             if self._stop.is_set():
                 return
@@ -275,6 +338,13 @@ class Replica:
                     # Time spent applying what came is not silence: only waiting for it is.
                     with self._call_lock:
                         self._waiting_since = None
+                if message.revision < self.state.revision:
+                    # A snapshot or a heartbeat below our revision: this store is behind us (a
+                    # lagging or other database). Following it would go backwards; it is no contact.
+                    raise StoreBehind(
+                        f"{self.following} is behind this replica: it is at revision {message.revision}, "
+                        f"the replica at {self.state.revision}"
+                    )
                 self._contact(message.revision)
                 yield message
         finally:
@@ -289,6 +359,7 @@ class Replica:
         self.last_error = ""
         self.connected = True
         self._backoff = BACKOFF_START
+        self._failed = 0
 
     def _lost(self, error: str) -> None:
         self.connected = False

@@ -2,7 +2,8 @@
 
 Health: "" and "authz.v1.Authorizer" are SERVING once a policy is loaded and the replica has
 its first snapshot; "authz.v1.Authorizer/policy" is NOT_SERVING while the last policy edit was
-refused, with the error in the `policy-error` trailing metadata of its health Check.
+refused or a line of the serving policy raised while deciding, with the error in the
+`policy-error` trailing metadata of its health Check.
 "authz.v1.Authorizer/audit" (only with an audit log) is NOT_SERVING while the last audit write
 failed, with the path and the errno text in an `audit-error` trailer; decisions keep being answered
 (authz/audit.py says what is promised), and it is SERVING again after a successful write.
@@ -15,6 +16,7 @@ import threading
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,17 +27,23 @@ from authz.audit import AuditLog
 from authz.decider import Decider
 from authz.engines import engine_factory
 from authz.engines.holder import EngineHolder
+from authz.errors import PolicyError
+from authz.gate import decision_test_gate
 from authz.metrics import DecisionMetrics
 from authz.policy import load_policy
 from authz.reloader import PolicyReloader
 from authz.replica import Replica
 from authz.service import AuthorizerServicer
 from authz.v1 import authorizer_pb2, authorizer_pb2_grpc
-from servicekit import tls
+from servicekit import tls, tracing
 from servicekit.guard import DecodeGuard
-from servicekit.metrics import MetricsEndpoint, serve_metrics
+from servicekit.logs import CallLog
+from servicekit.metrics import MetricsEndpoint, serve_metrics_at
 from servicekit.text import escape
 from store.client import StoreClient
+
+if TYPE_CHECKING:
+    from authz.http.server import HttpServer
 
 log = logging.getLogger("authz.server")
 
@@ -51,6 +59,8 @@ MAX_MESSAGE_BYTES = 4 << 20  # a bigger request is refused by gRPC with RESOURCE
 @dataclass(frozen=True)
 class ServerConfig:
     listen: str = "127.0.0.1:50051"
+    # One store address, or several instances on one database, comma-separated ("A,B"): the replica
+    # follows the first reachable and fails over to the next (authz/replica.py).
     store: str = "127.0.0.1:50052"
     store_token: str = field(default="", repr=False)
     policies: Path = Path("policies")
@@ -58,7 +68,17 @@ class ServerConfig:
     max_workers: int = 32
     reload_interval: float = 0.25
     engine: str = "compiled"
-    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT (0: any free port)
+    # Decision-test files every policy change must pass before it serves (and the policy at start).
+    policy_tests: tuple[Path, ...] = ()
+    # Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port); metrics_port is the
+    # older form of metrics="127.0.0.1:PORT".
+    metrics: str | None = None
+    metrics_port: int | None = None
+    # OpenTelemetry spans of every Authorizer call (also on when $OTEL_EXPORTER_OTLP_ENDPOINT is set).
+    tracing: bool = False
+    # AuthZEN 1.0 over HTTP on HOST:PORT too (authz/http/), with the same decider, TLS files, token rule
+    # (judged for this address), metrics and audit log; None: gRPC only.
+    http: str | None = None
     # Transport: TLS with cert + key, mutual TLS with a client CA too. Without a certificate only a
     # loopback address is allowed, unless insecure (plain text anywhere, logged as a WARNING).
     tls_cert: Path | None = None
@@ -78,6 +98,26 @@ class ServerConfig:
     store_key: Path | None = None
     store_tls: bool = False  # TLS with the system's roots when no store_ca is given
 
+    @property
+    def stores(self) -> tuple[str, ...]:
+        return store_addresses(self.store)
+
+    @property
+    def metrics_address(self) -> str | None:
+        """HOST:PORT of the metrics endpoint, or None for none."""
+        return self.metrics if self.metrics_port is None else f"127.0.0.1:{self.metrics_port}"
+
+
+def store_addresses(text: str) -> tuple[str, ...]:
+    """The store addresses of ``--store A,B,...``, in order; ValueError for an empty or repeated one."""
+    addresses = tuple(part.strip() for part in text.split(","))
+    for address in addresses:
+        if not address:
+            raise ValueError(f"store: an empty address in {text!r} (give host:port, comma-separated)")
+        if addresses.count(address) > 1:
+            raise ValueError(f"store: {address} is given twice in {text!r}")
+    return addresses
+
 
 class _Health(health.HealthServicer):  # type: ignore[misc]
     """Standard health, plus the refused policy's error as trailing metadata."""
@@ -90,7 +130,7 @@ class _Health(health.HealthServicer):  # type: ignore[misc]
 
     def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.ServicerContext) -> object:
         if request.service == POLICY_HEALTH and self.policy_error:
-            context.set_trailing_metadata((("policy-error", self.policy_error.encode("ascii", "replace").decode()),))
+            context.set_trailing_metadata((("policy-error", _metadata_text(self.policy_error)),))
         if request.service == REPLICA_HEALTH and self.replica_detail:
             context.set_trailing_metadata((("replica", self.replica_detail),))
         if request.service == AUDIT_HEALTH and self.audit_error:
@@ -108,8 +148,9 @@ class DecisionServer:
     health: _Health
     executor: futures.ThreadPoolExecutor
     audit: AuditLog | None
-    store_client: StoreClient
+    store_clients: list[StoreClient]  # one per store address, followed by the replica
     metrics_endpoint: MetricsEndpoint | None = None
+    http_server: HttpServer | None = None  # AuthZEN over HTTP, when config.http is set
     # Reading the audit state and setting its health happen together, so that the last caller
     # (whoever saw the last change) leaves the right status, whichever thread it runs on.
     _audit_health_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,11 +159,18 @@ class DecisionServer:
     def metrics_port(self) -> int:
         return self.metrics_endpoint.port if self.metrics_endpoint is not None else 0
 
+    @property
+    def http_port(self) -> int:
+        return self.http_server.port if self.http_server is not None else 0
+
     def stop(self, grace: float | None = None) -> None:
+        if self.http_server is not None:  # both front ends stop before the replica they share
+            self.http_server.stop(grace)
         self.server.stop(grace).wait()
         self.reloader.stop()
         self.replica.stop()
-        self.store_client.close()
+        for client in self.store_clients:
+            client.close()
         self.executor.shutdown(wait=True)
         if self.audit is not None:
             self.audit.close()
@@ -152,11 +200,13 @@ class DecisionServer:
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)
-        self.health.policy_error = self.reloader.error
+        runtime = self.decider.engines.runtime_error
+        raised = f"a line raised while deciding: {runtime}" if runtime else ""
+        self.health.policy_error = self.reloader.error or raised
         self.health.set(
             POLICY_HEALTH,
             health_pb2.HealthCheckResponse.NOT_SERVING
-            if self.reloader.error
+            if self.health.policy_error
             else health_pb2.HealthCheckResponse.SERVING,
         )
         self.update_audit_health()
@@ -168,12 +218,17 @@ class DecisionServer:
         staleness = replica.staleness()
         connected = replica.connected and staleness == 0.0
         if connected:
-            detail = f"connected; revision {replica.revision}"
+            # Which store instance it follows (`--store A,B`: the first reachable, then the next on failure).
+            detail = f"connected to {replica.following}; revision {replica.revision}"
         elif not replica.last_contact:
-            detail = f"store unreachable, never reached ({replica.attempts} attempts); {replica.last_error}"
+            detail = (
+                f"store unreachable, never reached ({replica.attempts} attempts, trying {replica.following}); "
+                f"{replica.last_error}"
+            )
         else:
             detail = (
-                f"store unreachable for {staleness:.1f}s ({replica.attempts} attempts); revision "
+                f"store unreachable for {staleness:.1f}s ({replica.attempts} attempts, trying {replica.following}); "
+                f"revision "
                 f"{replica.revision} (store last seen at {replica.store_revision}, {behind} behind); "
                 f"{replica.last_error}"
             )
@@ -193,8 +248,16 @@ def _metadata_text(text: str) -> str:
 
 def create_server(config: ServerConfig) -> DecisionServer:
     """A started decision service; the policy must load (PolicyError otherwise)."""
+    stores = config.stores  # a malformed store list is a ValueError before anything starts
     policy = load_policy(config.policies)
-    interceptors: list[grpc.ServerInterceptor] = [DecodeGuard()]
+    gate = decision_test_gate(config.policy_tests, config.engine) if config.policy_tests else None
+    if gate is not None and (failing := gate(policy)):
+        raise PolicyError(f"{len(failing)} decision test(s) fail with the policy in {config.policies}:\n" +
+                          "\n".join(failing[:10]))  # fmt: skip
+    # Outermost first: the call log and the span see every call as its caller does, refusals included.
+    interceptors: list[grpc.ServerInterceptor] = [
+        CallLog("authz.access"), *tracing.server_interceptors(config.tracing, SERVICE_NAME, "authz"), DecodeGuard(),
+    ]  # fmt: skip
     tokens = security.tokens_required(config.listen, config.require_token)
     if tokens:
         if not config.token:
@@ -215,22 +278,26 @@ def create_server(config: ServerConfig) -> DecisionServer:
             ("grpc.max_receive_message_length", config.max_message_bytes),
         ],
     )
+    clients: list[StoreClient] = []
     try:
         port = tls.bind(
             server, config.listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
             insecure=config.insecure, service="decision service", reuse_port=config.reuse_port,
         )  # fmt: skip
-        client = StoreClient(
-            config.store, config.store_token, ca=config.store_ca, cert=config.store_cert, key=config.store_key,
-            tls=config.store_tls,
-        )  # fmt: skip
+        for address in stores:
+            clients.append(StoreClient(
+                address, config.store_token, ca=config.store_ca, cert=config.store_cert, key=config.store_key,
+                tls=config.store_tls,
+            ))  # fmt: skip
     except BaseException:
         server.stop(None)
         executor.shutdown(wait=False)
+        for client in clients:
+            client.close()
         if audit is not None:
             audit.close()
         raise
-    replica = Replica(client)
+    replica = Replica(clients)
     decider = Decider(replica, holder)
     metrics = DecisionMetrics.create()
     authorizer_pb2_grpc.add_AuthorizerServicer_to_server(
@@ -239,7 +306,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
     health_servicer = _Health()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    reloader = PolicyReloader(Path(config.policies), holder, interval=config.reload_interval)
+    reloader = PolicyReloader(Path(config.policies), holder, interval=config.reload_interval, gate=gate)
     reloader.metrics = metrics
     metrics.watch("authz_replica_revision", "Store revision the replica has applied.", lambda: replica.revision)
     metrics.watch(
@@ -250,12 +317,31 @@ def create_server(config: ServerConfig) -> DecisionServer:
         "authz_replica_staleness_seconds", "Seconds since the replica last heard from the store (0 when connected).",
         lambda: min(replica.staleness(), 1e9),
     )  # fmt: skip
+    metrics.watch_each(
+        "authz_replica_store_followed", "1 for the store instance the replica follows while connected, else 0.",
+        "store", stores, lambda address: float(replica.connected and replica.following == address),
+    )  # fmt: skip
     metrics.watch(
         "authz_policy_error", "1 while the last policy edit was refused.", lambda: float(bool(reloader.error))
     )
-    running = DecisionServer(server, port, decider, replica, reloader, health_servicer, executor, audit, client)
-    if config.metrics_port is not None:
-        running.metrics_endpoint = serve_metrics(metrics.registry, config.metrics_port)
+    metrics.watch(
+        "authz_policy_runtime_errors", "Lines of the serving policy that raised while deciding (each a deny).",
+        lambda: float(holder.runtime_errors),
+    )  # fmt: skip
+    running = DecisionServer(server, port, decider, replica, reloader, health_servicer, executor, audit, clients)
+    if config.http is not None:
+        try:
+            running.http_server = _serve_http(config, config.http, decider, audit, metrics)
+        except BaseException:
+            server.stop(None)
+            executor.shutdown(wait=False)
+            for client in clients:
+                client.close()
+            if audit is not None:
+                audit.close()
+            raise
+    if config.metrics_address is not None:
+        running.metrics_endpoint = serve_metrics_at(metrics.registry, config.metrics_address)
     reloader._on_change = running.update_health
     if audit is not None:
         audit.on_failure = metrics.audit_failures.inc
@@ -267,7 +353,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
     threading.Thread(target=_health_when_synced, args=(running,), name="health", daemon=True).start()
     log.info("decision service on %s:%d (%s, %s), policy %s, store %s", config.listen.rsplit(":", 1)[0], port,
              _transport(config), "tokens required" if tokens else "no token required", policy.version,
-             config.store)  # fmt: skip
+             ", ".join(stores))  # fmt: skip
     return running
 
 
@@ -275,6 +361,29 @@ def _transport(config: ServerConfig) -> str:
     if config.tls_cert is None:
         return "plain text"
     return "mutual TLS" if config.tls_client_ca is not None else "TLS"
+
+
+def _serve_http(
+    config: ServerConfig, listen: str, decider: Decider, audit: AuditLog | None, metrics: DecisionMetrics
+) -> HttpServer:
+    """AuthZEN over HTTP on ``listen``: this server's decider, TLS files, audit log and metrics; a token
+    as for gRPC, judged for this address (required off loopback, or everywhere with require_token)."""
+    from authz.http.app import create_app  # only a service with --http loads Starlette and uvicorn
+    from authz.http.server import HttpConfig, serve_http
+
+    tokens = security.tokens_required(listen, config.require_token)
+    if tokens and not config.token:
+        raise ValueError(
+            f"decision calls on {listen} need a token: set {security.TOKEN_ENV} or a token file "
+            "(tokens are off by default on loopback only)"
+        )
+    app = create_app(decider, token=config.token if tokens else "", audit=audit, metrics=metrics,
+                     max_body=config.max_message_bytes)  # fmt: skip
+    http = serve_http(app, HttpConfig(listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
+                                      insecure=config.insecure, reuse_port=config.reuse_port))  # fmt: skip
+    log.info("AuthZEN over HTTP on %s (%s, %s)", http.url, _transport(config),
+             "tokens required" if tokens else "no token required")  # fmt: skip
+    return http
 
 
 def _health_when_synced(running: DecisionServer) -> None:

@@ -20,7 +20,7 @@ import grpc
 from authz import listing
 from authz.audit import AuditLog
 from authz.decider import Decider
-from authz.decision import Decision, Request
+from authz.decision import MAX_BATCH, Decision, Request
 from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, RevisionUnavailable, Unauthenticated
 from authz.metrics import DecisionMetrics
 from authz.v1 import authorizer_pb2 as pb
@@ -29,9 +29,9 @@ from servicekit.text import clip_message
 
 log = logging.getLogger("authz.service")
 
-MAX_BATCH = 1000
 MAX_WAIT = 30.0  # seconds a min_revision may wait when the call has no deadline
 DEADLINE_MARGIN = 0.05  # answer this long before the caller's deadline, so it gets our status
+RETRY_PUSHBACK = "grpc-retry-pushback-ms"
 
 STATUS: dict[type[AuthzError], grpc.StatusCode] = {
     InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
@@ -61,6 +61,10 @@ def _boundary(method: F) -> F:
         try:
             return method(self, request, context)
         except AuthzError as exc:
+            if isinstance(exc, RevisionUnavailable):
+                # The wait ran to the caller's deadline: tell gRPC clients not to retry this UNAVAILABLE
+                # (a negative retry pushback, gRFC A6), so that the caller gets it rather than a timeout.
+                context.set_trailing_metadata(((RETRY_PUSHBACK, "-1"),))
             context.abort(status_of(exc), clip_message(str(exc)))
         except Exception as exc:
             log.exception("%s failed", method.__name__)

@@ -16,6 +16,7 @@ report to, prints its own start error (``Error: ...``) and exits with code 1.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import signal
 import sys
@@ -74,8 +75,10 @@ def wait_for_signal(on_hangup: Callable[[], object] | None = None, done: Callabl
             return
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _say(line: str, level: int = logging.INFO) -> None:
+    from servicekit import logs
+
+    logs.say("authz.workers", line, level)
 
 
 def serve_one(config: ServerConfig) -> None:
@@ -90,6 +93,8 @@ def serve_one(config: ServerConfig) -> None:
     except (ValueError, OSError, RuntimeError) as exc:
         raise StartError(WHAT, exc) from None
     _say(f"decision service listening on {config.listen.rsplit(':', 1)[0]}:{server.port}")
+    if server.http_server is not None:
+        _say(f"AuthZEN over HTTP on {server.http_server.url}")
     wait_for_signal(server.reopen_audit_log)
     server.stop(grace=2)
 
@@ -97,7 +102,7 @@ def serve_one(config: ServerConfig) -> None:
 def run_workers(config: ServerConfig, workers: int, *, setup_logging: Callable[[], object] | None = None) -> None:
     """Serve ``config`` with ``workers`` processes on its port until SIGINT or SIGTERM.
 
-    Worker ``n`` serves its metrics on ``config.metrics_port + n`` (when set). ``setup_logging``
+    Worker ``n`` serves its metrics on the port of ``config.metrics_address`` plus ``n`` (when set). ``setup_logging``
     (picklable: a module-level function or a partial of one) configures logging in each worker,
     which starts with none. Raises :class:`StartError` before any worker starts for what would stop
     them all (an address another server holds, an audit log that cannot be opened), and
@@ -109,22 +114,29 @@ def run_workers(config: ServerConfig, workers: int, *, setup_logging: Callable[[
     from authz.audit import AuditLog
     from servicekit import tls
 
-    if config.listen.endswith(":0"):
+    if config.listen.endswith(":0") or (config.http is not None and config.http.endswith(":0")):
         raise ValueError("several workers need a fixed port")
     # The workers share their address with each other only.
     try:
         tls.check_free(config.listen)
+        if config.http is not None:  # AuthZEN over HTTP: its port is shared by the workers too
+            tls.check_free(config.http)
         if config.audit_log is not None:
             AuditLog(config.audit_log).close()
     except OSError as exc:
         raise StartError(WHAT, exc) from None
     context = multiprocessing.get_context("spawn")
     shared = dataclasses.replace(config, reuse_port=True)
-    base = config.metrics_port
+    from servicekit.metrics import offset
+
+    base = config.metrics_address
     children = [
         context.Process(
             target=_serve_child,
-            args=(dataclasses.replace(shared, metrics_port=None if base is None else base + n), setup_logging),
+            args=(
+                dataclasses.replace(shared, metrics=None if base is None else offset(base, n), metrics_port=None),
+                setup_logging,
+            ),
             name=f"authz-{n}",
         )
         for n in range(workers)
@@ -152,13 +164,11 @@ def run_workers(config: ServerConfig, workers: int, *, setup_logging: Callable[[
 
 def _serve_child(config: ServerConfig, setup_logging: Callable[[], object] | None) -> None:
     """A worker process of :func:`run_workers`: a start error is one line and exit code 1."""
-    import logging
-
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve_one handles it: never die of it
     if setup_logging is not None and not logging.getLogger().handlers:
         setup_logging()
     try:
         serve_one(config)
     except StartError as exc:
-        _say(f"Error: {exc}")
+        _say(f"Error: {exc}", logging.ERROR)
         sys.exit(1)

@@ -9,8 +9,8 @@
   bind an address a running one holds and take half its connections; :func:`bind` refuses a taken
   address with :class:`AddressInUse` naming it. Only the worker processes of
   ``authz serve --workers N`` pass ``reuse_port=True`` and share their port with each other.
-* Clients: :func:`open_channel` is a secure channel when a root CA, a client certificate or
-  ``tls=True`` is given, a plain one otherwise.
+* Clients: :func:`open_channel` (and :func:`open_aio_channel`, for asyncio) is a secure channel
+  when a root CA, a client certificate or ``tls=True`` is given, a plain one otherwise.
 """
 
 from __future__ import annotations
@@ -96,6 +96,22 @@ def open_channel(
     if credentials is None:
         return grpc.insecure_channel(address, options=options)
     return grpc.secure_channel(address, credentials, options=options)
+
+
+def open_aio_channel(
+    address: str,
+    *,
+    ca: Pem | None = None,
+    cert: Pem | None = None,
+    key: Pem | None = None,
+    tls: bool = False,
+    options: Sequence[tuple[str, Any]] | None = None,
+) -> grpc.aio.Channel:
+    """:func:`open_channel` for asyncio (grpc.aio): the same credentials, an asyncio channel."""
+    credentials = channel_credentials(ca=ca, cert=cert, key=key, tls=tls)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options)
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 def listen_host(address: str) -> str:

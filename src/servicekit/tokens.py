@@ -57,6 +57,16 @@ def presented_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
     return ""
 
 
+def refusal(presented: str, token: bytes, *, where: str = "metadata") -> str | None:
+    """Why a caller presenting ``presented`` is refused when ``token`` is required, or None when it is
+    right. Compared in constant time; ``where`` names how a caller sends it (gRPC metadata, an HTTP header)."""
+    if not presented:
+        return f"missing bearer token: send {where} 'authorization: Bearer <token>'"
+    if not hmac.compare_digest(presented.encode(), token):
+        return "invalid bearer token"
+    return None
+
+
 class TokenInterceptor(grpc.ServerInterceptor):
     """UNAUTHENTICATED for calls under ``prefix`` (a service's methods) without the right bearer token."""
 
@@ -71,12 +81,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
     def problem(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
         """Why a call with this metadata is refused, or None when its token is right."""
-        presented = presented_token(metadata)
-        if not presented:
-            return "missing bearer token: send metadata 'authorization: Bearer <token>'"
-        if not hmac.compare_digest(presented.encode(), self._token):
-            return "invalid bearer token"
-        return None
+        return refusal(presented_token(metadata), self._token)
 
     def intercept_service(
         self,

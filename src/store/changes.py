@@ -5,8 +5,9 @@ single ``store_state`` row; on PostgreSQL that row lock is held until commit, on
 database write lock is, so revision N+1 cannot commit before N has. A reader that has seen
 revision N therefore never misses a revision <= N that commits later.
 
-:class:`Notifier` is shared by the writer threads and the Watch streams of one process; it only
-wakes waiters early, and streams also poll, so writes made by other processes are seen too.
+:class:`Notifier` is shared by the writer threads and the Watch streams of one process (and, on
+PostgreSQL, the listener of store.notify, which passes on other instances' commits); it only wakes
+waiters early, and streams also poll, so writes made by other processes are seen regardless.
 """
 
 from __future__ import annotations
@@ -205,6 +206,11 @@ class Notifier:
     def __init__(self) -> None:
         self._condition = threading.Condition()
         self._revision = 0
+
+    @property
+    def revision(self) -> int:
+        """The highest revision this process was told of (its own writes, other instances' notifications)."""
+        return self._revision
 
     def committed(self, revision: int) -> None:
         with self._condition:

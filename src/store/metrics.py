@@ -1,5 +1,6 @@
-"""Prometheus metrics of the store service (`authz store serve --metrics-port`): committed writes,
-changes recorded and the last revision. One registry per server; counters are thread-safe."""
+"""Prometheus metrics of the store service (`authz store serve --metrics HOST:PORT`): committed writes,
+changes recorded and the last revision; on PostgreSQL, revision notifications received from other
+instances and whether the listener is connected. One registry per server; metrics are thread-safe."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ class StoreMetrics:
     writes: Counter
     changes: Counter
     revision: Gauge
+    notifications: Counter
+    listening: Gauge
 
     @classmethod
     def create(cls) -> StoreMetrics:
@@ -23,6 +26,16 @@ class StoreMetrics:
             writes=Counter("store_writes", "Committed write transactions (each one revision).", registry=registry),
             changes=Counter("store_changes", "Entity changes recorded in the change log.", registry=registry),
             revision=Gauge("store_revision", "The last committed revision.", registry=registry),
+            notifications=Counter(
+                "store_revision_notifications",
+                "Revision notifications received over LISTEN (PostgreSQL; this instance's commits included).",
+                registry=registry,
+            ),
+            listening=Gauge(
+                "store_revision_listening",
+                "1 while LISTEN for other instances' commits is active; 0: Watch streams wake by polling only.",
+                registry=registry,
+            ),
         )
 
     def committed(self, revision: int, changes: int) -> None:

@@ -2,6 +2,10 @@
 
 Every Store call needs the bearer token, checked by servicekit's TokenInterceptor before the call
 reaches the servicer; health and reflection stay open (probes and grpcurl need no token).
+
+Several store instances may serve one database. On PostgreSQL each one announces its commits and
+listens for the others' (store.notify), so Watch streams on every instance wake at once; with
+``notify=False``, or on SQLite, they find other instances' commits by polling.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from servicekit import tls, tokens
+from servicekit import tls, tokens, tracing
 from servicekit.guard import DecodeGuard
-from servicekit.metrics import MetricsEndpoint, serve_metrics
+from servicekit.logs import CallLog
+from servicekit.metrics import MetricsEndpoint, serve_metrics_at
 from store.changes import Notifier
 from store.database import Database, open_database
 from store.metrics import StoreMetrics
+from store.notify import RevisionChannel
 from store.schema import migrate
 from store.service import StoreServicer
 from store.v1 import store_pb2, store_pb2_grpc
@@ -48,7 +54,14 @@ class StoreConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     insecure: bool = False
-    metrics_port: int | None = None  # serve Prometheus metrics on 127.0.0.1:PORT (0: any free port)
+    # Serve Prometheus metrics at http://HOST:PORT/metrics (port 0: any free port); metrics_port is the
+    # older form of metrics="127.0.0.1:PORT".
+    metrics: str | None = None
+    metrics_port: int | None = None
+    # OpenTelemetry spans of every Store call (also on when $OTEL_EXPORTER_OTLP_ENDPOINT is set).
+    tracing: bool = False
+    # PostgreSQL: NOTIFY other instances of each commit and LISTEN for theirs (ignored on SQLite).
+    notify: bool = True
 
 
 @dataclass
@@ -59,6 +72,7 @@ class StoreServer:
     db: Database
     executor: futures.ThreadPoolExecutor
     metrics_endpoint: MetricsEndpoint | None = None
+    channel: RevisionChannel | None = None  # LISTEN/NOTIFY between instances (PostgreSQL)
 
     @property
     def metrics_port(self) -> int:
@@ -67,6 +81,8 @@ class StoreServer:
     def stop(self, grace: float | None = None) -> None:
         """Stop serving, let handler threads finish (streams notice within 0.25 s), close the database."""
         self.server.stop(grace).wait()
+        if self.channel is not None:
+            self.channel.stop()
         self.executor.shutdown(wait=True)
         self.db.dispose()
         if self.metrics_endpoint is not None:
@@ -90,9 +106,15 @@ def create_server(config: StoreConfig) -> StoreServer:
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="store")
     server = grpc.server(
         executor,
-        # As on the decision service, DecodeGuard is outermost: the token is checked first (a refused call's
-        # request is never decoded), then a request that does not decode is INVALID_ARGUMENT.
-        interceptors=[DecodeGuard(), tokens.TokenInterceptor(config.token, STORE_METHODS, hint=TOKEN_HINT)],
+        # As on the decision service: the call log and the span see every call as its caller does; then the
+        # token is checked (a refused call's request is never decoded), then a request that does not decode
+        # is INVALID_ARGUMENT.
+        interceptors=[
+            CallLog("store.access"),
+            *tracing.server_interceptors(config.tracing, SERVICE_NAME, "authz-store"),
+            DecodeGuard(),
+            tokens.TokenInterceptor(config.token, STORE_METHODS, hint=TOKEN_HINT),
+        ],
         options=[
             *tls.server_options(),  # the port is this store's alone: no second store beside it
             ("grpc.max_receive_message_length", 64 << 20),
@@ -108,26 +130,38 @@ def create_server(config: StoreConfig) -> StoreServer:
         db = open_database(config.database_url)
         if config.migrate:
             migrate(db)
+        metrics = StoreMetrics.create()
+        notifier = Notifier()
+        channel = None
+        if config.notify and db.dialect == "postgresql":
+            channel = RevisionChannel(db, notifier, metrics=metrics)
     except BaseException:
         server.stop(None)
         executor.shutdown(wait=False)
         if db is not None:
             db.dispose()
         raise
-    metrics = StoreMetrics.create()
-    servicer = StoreServicer(db, Notifier(), allow_test_reset=config.allow_test_reset, metrics=metrics)
+    servicer = StoreServicer(
+        db, notifier, allow_test_reset=config.allow_test_reset, metrics=metrics,
+        announce=channel.announce if channel is not None else None,
+    )  # fmt: skip
     store_pb2_grpc.add_StoreServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if channel is not None:
+        channel.start()
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     transport = "plain text" if config.tls_cert is None else "mutual TLS" if config.tls_client_ca else "TLS"
-    log.info("store serving on %s (%s, database %s)", _with_port(config.listen, port), transport, _safe_url(db.url))
-    running = StoreServer(server, port, servicer, db, executor)
-    if config.metrics_port is not None:
-        running.metrics_endpoint = serve_metrics(metrics.registry, config.metrics_port)
+    wakes = f"LISTEN/NOTIFY on {channel.channel}" if channel is not None else "polling for other instances' commits"
+    log.info("store serving on %s (%s, database %s, %s)", _with_port(config.listen, port), transport,
+             _safe_url(db.url), wakes)  # fmt: skip
+    running = StoreServer(server, port, servicer, db, executor, channel=channel)
+    address = config.metrics if config.metrics_port is None else f"127.0.0.1:{config.metrics_port}"
+    if address is not None:
+        running.metrics_endpoint = serve_metrics_at(metrics.registry, address)
     return running
 
 

@@ -6,14 +6,15 @@ become gRPC statuses in :mod:`store.boundary`, and the bearer token is checked b
 by the server's TokenInterceptor (:func:`store.server.create_server`).
 
 Each RPC runs on a thread of the gRPC server's pool. Shared between them: the Database
-(engines are thread-safe; SQLite writers queue on its lock) and the Notifier.
+(engines are thread-safe; SQLite writers queue on its lock) and the Notifier (woken by this
+process's writes and, on PostgreSQL, by other instances' commits: store.notify).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 from sqlalchemy.orm import Session
@@ -54,9 +55,11 @@ class StoreServicer(WriteRPCs, store_pb2_grpc.StoreServicer):
         *,
         allow_test_reset: bool = False,
         metrics: StoreMetrics | None = None,
+        announce: Callable[[Session, int], None] | None = None,
     ) -> None:
         self.db = db
         self.notifier = notifier
+        self.announce = announce
         self.allow_test_reset = allow_test_reset
         self.metrics = metrics
 

@@ -4,7 +4,8 @@ Each entity write RPC is one line naming its kind and its operation: ``_create``
 take the entity's message, ``_delete`` its key message (``Key``, or ``MembershipKey`` and the like
 for link rows). All three run through :meth:`WriteRPCs._commit`, which applies M7 (a migrating
 legacy registry is read-only) and commits through :meth:`WriteRPCs.write`: one transaction, the
-next revision, the Notifier told. SetStorageBucket, MoveRun, SetModelRegistryState and
+next revision, announced to other instances on the database (``announce``: PostgreSQL NOTIFY, sent
+at commit), the Notifier told. SetStorageBucket, MoveRun, SetModelRegistryState and
 MigrateLegacyRegistry change named fields or many rows and are written out.
 
 Handlers run on the gRPC server's threads; what they share (the Database, the Notifier, the
@@ -61,12 +62,16 @@ class WriteRPCs:
     db: Database
     notifier: Notifier
     metrics: StoreMetrics | None
+    # Called in the write transaction with its revision (store.notify: pg_notify, delivered at commit).
+    announce: Callable[[Session, int], None] | None
 
     def write(self, work: Callable[[Session], list[Change]]) -> int:
         """Run ``work`` in one transaction, give its changes the next revision, commit."""
         with self.db.writing() as session:
             changes = work(session)
             revision = record(session, changes)
+            if changes and self.announce is not None:
+                self.announce(session, revision)
         if changes:
             self.notifier.committed(revision)
             if self.metrics is not None:

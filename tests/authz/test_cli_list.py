@@ -133,7 +133,6 @@ def test_list_bad_input_is_a_usage_error(stack: Stack, args: tuple[str, ...], na
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (("resources", "user:carol", "report.edit", "reports"), "resource_kind"),
         (("resources", "user:b b", "report.edit", "report"), "subject.id"),
         (("subjects", "report.edit", "report:rep weekly"), "resource.id"),
     ],
@@ -144,6 +143,45 @@ def test_list_refused_by_the_service(stack: Stack, args: tuple[str, ...], field:
     assert result.exit_code == 1, result.output
     assert "INVALID_ARGUMENT: " in result.output
     assert field in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ("resources", "user:carol", "report.edit", "reports"),
+            "unknown resource kind reports (G3); did you mean report?",
+        ),
+        (
+            ("resources", "user:carol", "report.edti", "report"),
+            "unknown action report.edti (G3); did you mean report.edit?",
+        ),
+        (
+            ("resources", "user:carl", "report.edit", "report"),
+            "unknown subject user:carl (G3); did you mean user:carol?",
+        ),
+        (("resources", "user:carol", "report.edit", "run"), "report.edit applies to report resources, not run (G3)"),
+        (("subjects", "report.veiw", "report:rep-weekly-vision"), "did you mean report.view?"),
+        (("subjects", "report.view", "reprot:rep-weekly-vision"), "did you mean report?"),
+    ],
+)
+def test_list_unknown_names_are_usage_errors(stack: Stack, args: tuple[str, ...], words: str) -> None:
+    """An unknown action, kind or subject is a usage error (exit 2) naming it, with the closest known name;
+    an empty answer about names that exist is not."""
+    result = invoke(*args, "--server", stack.address)
+    assert result.exit_code == 2, result.output
+    assert words in result.stderr
+    assert result.stdout == ""
+
+
+def test_list_empty_answers_are_answers(stack: Stack) -> None:
+    """Known names with nothing to list: exit 0 and no ids, also for a resource that does not exist."""
+    nothing = invoke("resources", "anonymous", "report.edit", "report", "--server", stack.address)
+    assert nothing.exit_code == 0, nothing.output
+    assert nothing.stdout == ""
+    gone = invoke("subjects", "report.view", "report:no-such-report", "--server", stack.address, "--json")
+    assert gone.exit_code == 0, gone.output
+    assert json.loads(gone.stdout)["ids"] == []
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from authz import resolver
 from authz.decision import Request
 from authz.engines import CompiledEngine, Engine, Verdict
-from authz.engines import compiled as compiler
+from authz.engines import matcher as compiler
 from authz.engines.casbin import CasbinEngine
 from authz.policy import Policy, custom_role_lines, load_policy
 from authz.state import WorldState

@@ -41,6 +41,48 @@ def test_wrong_expectation_fails(tmp_path: Path) -> None:
     assert output.strip().splitlines()[-1] == "2 passed, 1 failed"
 
 
+def _line_of(path: Path, words: str) -> int:
+    """The 1-based line of ``path`` holding ``words`` (once)."""
+    found = [n for n, line in enumerate(path.read_text().splitlines(), start=1) if words in line]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def test_failures_name_file_and_line(tmp_path: Path) -> None:
+    """A failing case is named by file:line of the YAML where it starts, in the table and in --json;
+    a case written over several lines by the line of its first key."""
+    text = SPEC_EXAMPLE.read_text()
+    wrong = tmp_path / "wrong.yaml"
+    flow = "resource: report:rep1, allow: false}"
+    block = "    context: {username: bob}\n    allow: true"
+    assert flow in text
+    assert block in text
+    wrong.write_text(text.replace(flow, "resource: report:rep1, allow: true}").replace(block, block[:-4] + "false"))
+    flow_line = _line_of(wrong, "{subject: user:carol, action: report.edit")
+    block_line = _line_of(wrong, "- subject: service_account:ci-bot")
+    code, output = _run(str(wrong))
+    assert code == 1
+    assert f"{wrong}:{flow_line} " in output
+    assert f"{wrong}:{block_line} " in output
+    code, output = _run("--json", str(wrong))
+    assert code == 1
+    failed = [r for r in json.loads(output)["results"] if not r["passed"]]
+    assert [(r["file"], r["line"], r["where"]) for r in failed] == [
+        (str(wrong), flow_line, f"{wrong}:{flow_line}"),
+        (str(wrong), block_line, f"{wrong}:{block_line}"),
+    ]
+
+
+def test_malformed_case_names_its_line(tmp_path: Path) -> None:
+    """A case that is not in the format is named by file:line as well as by its path in the document."""
+    bad_case = tmp_path / "bad-case.yaml"
+    bad_case.write_text(SPEC_EXAMPLE.read_text().replace("allow: false}", "allow: maybe}"))
+    line = _line_of(bad_case, "allow: maybe}")
+    code, output = _run(str(bad_case))
+    assert code == 1
+    assert f"{bad_case}:{line}: cases[1].allow" in output
+
+
 def test_wrong_rule_fails(tmp_path: Path) -> None:
     """A case whose rule the decision does not name fails."""
     wrong = tmp_path / "rule.yaml"

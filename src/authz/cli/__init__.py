@@ -10,7 +10,6 @@ One module per command group: :mod:`~authz.cli.serving` (``serve``, ``up``),
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
@@ -21,18 +20,18 @@ from authz.cli import deciding, listing, policy, registry, serving, store
 __all__ = ["main", "run", "setup_worker_logging"]
 
 
-def _setup_logging(verbose: bool) -> None:
-    from servicekit.text import EscapingFormatter
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    from servicekit import logs
 
-    handler = logging.StreamHandler(sys.stderr)
-    # Callers' text (ids, world names, error messages) reaches log lines: keep each record on one line.
-    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    # Callers' text (ids, world names, error messages) reaches log lines: each record stays one line
+    # in either format (text escapes control characters, JSON is one object per line).
+    logs.configure(log_format, verbose)
 
 
-def setup_worker_logging() -> None:
-    """Logging of a worker process of `serve --workers N` (picklable: spawn passes it by name)."""
-    _setup_logging(False)
+def setup_worker_logging(log_format: str = "text", verbose: bool = False) -> None:
+    """Logging of a worker process of `serve --workers N` (picklable: spawn passes it by name, and a
+    functools.partial of it with the format)."""
+    _setup_logging(verbose, log_format)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,7 +17,7 @@ from authz.cli.options import (
     engine_option,
     fail_rpc,
     parse_context,
-    policies_option,
+    read_policies_option,
     store_token,
     tls_client_options,
     token_file_option,
@@ -42,11 +42,13 @@ def check(
 ) -> None:  # fmt: skip
     """Ask whether SUBJECT (user:bob, service_account:ci, anonymous) may do ACTION on RESOURCE (kind:id).
 
-    Exits 0 when allowed, 3 when denied.
+    Exits 0 when allowed, 3 when denied (an unknown resource too), 2 for a usage error (an unknown
+    action, resource kind or subject among them, with the closest known name), 1 for any other error.
     """
     import json
 
     from authz.client import Client
+    from authz.reasons import is_unknown_name
     from authz.security import read_token
 
     check_client_tls(cert_file, key_file)
@@ -58,6 +60,8 @@ def check(
         raise click.UsageError(str(exc)) from None
     except grpc.RpcError as exc:
         raise fail_rpc(exc) from None
+    if is_unknown_name(decision):  # a mistake in the question, not an answer about real things
+        raise click.UsageError(decision.reason.removeprefix("denied: "))
     if as_json:
         click.echo(json.dumps({
             "allowed": decision.allowed, "reason": decision.reason, "rules": list(decision.rules),
@@ -87,7 +91,7 @@ def check(
 @click.option("--server", default=None, help="Run end to end against this decision service (needs --store).")
 @click.option("--store", "store_address", default=None, help="Store to load each world into (with --server).")
 @click.option("--json", "as_json", is_flag=True, help="Print every result as JSON.")
-@policies_option
+@read_policies_option
 @token_file_option
 @engine_option
 def test(
@@ -140,7 +144,8 @@ def test(
         click.echo(json.dumps({
             "passed": passed, "failed": len(failed) + len(broken), "file_errors": broken,
             "results": [{
-                "file": r.case.file, "case": r.case.index, "subject": r.case.subject, "action": r.case.action,
+                "file": r.case.file, "line": r.case.line, "where": r.case.where, "case": r.case.index,
+                "subject": r.case.subject, "action": r.case.action,
                 "resource": r.case.resource, "context": r.case.context, "expected": "allow" if r.case.allow else "deny",
                 "rule": r.case.rule, "got": r.got, "passed": r.passed,
                 "rules": list(r.decision.rules) if r.decision else [],
@@ -155,18 +160,20 @@ def test(
 
 def _print_failures(failed: list[Any], broken: list[str]) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     console = Console(stderr=False, width=200)
     for message in broken:
         console.print(f"[red]file error[/red] {message}", markup=True, highlight=False)
     if not failed:
         return
-    table = Table("file", "case", "subject", "action", "resource", "expected", "got", "reason", title="failures")
+    # The case is file:line of its YAML, kept whole (never wrapped or cut) so that editors and terminals
+    # open the file there.
+    where = Column("case", no_wrap=True, min_width=max(len(r.case.where) for r in failed))
+    table = Table(where, "subject", "action", "resource", "expected", "got", "reason", title="failures")
     for r in failed:
         expected = ("allow" if r.case.allow else "deny") + (f" ({r.case.rule})" if r.case.rule else "")
         got = r.got + (f" ({', '.join(r.decision.rules)})" if r.decision and r.decision.rules else "")
         reason = r.decision.reason if r.decision else r.error
-        table.add_row(Path(r.case.file).name, str(r.case.index), r.case.subject, r.case.action, r.case.resource,
-                      expected, got, reason)  # fmt: skip
+        table.add_row(r.case.where, r.case.subject, r.case.action, r.case.resource, expected, got, reason)
     console.print(table)

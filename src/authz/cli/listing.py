@@ -1,5 +1,13 @@
 """`authz list resources` and `authz list subjects`: ListResources and ListSubjects of a running
-decision service, every page by default, one id per line (or JSON)."""
+decision service, every page by default, one id per line (or JSON).
+
+A list comes back empty, and ListResources refuses a resource kind, both for a question that has no
+answer and for a mistake in it (an unknown action, kind or subject). To tell them apart the command
+then asks one Check of the same names (on a placeholder resource for ``list resources``, as
+``anonymous`` for ``list subjects``): the decider names an unknown action, kind or subject (G3) with
+the closest known name before it looks at the resource, and that is a usage error (exit 2), as in
+``authz check``.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +29,10 @@ from authz.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from authz.client import Client, Listing
+    from authz.client import Check, Client, Listing
 
 MAX_PAGE = 1000  # the service's largest page (authz.listing.MAX_PAGE)
+PLACEHOLDER = "placeholder"  # the resource id of the Check that explains an empty list
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -73,7 +82,8 @@ def list_resources(
             subject, action, kind, values, page_size=page_size or 0, min_revision=min_revision,
             all_pages=all_pages or page_size is None,
         ),
-        as_json, server, token_file, ca_file, cert_file, key_file, tls,
+        _probe(subject, action, f"{kind}:{PLACEHOLDER}"), as_json, server, token_file, ca_file, cert_file, key_file,
+        tls,
     )  # fmt: skip
 
 
@@ -100,15 +110,22 @@ def list_subjects(
             action, resource, subject_kind, values, page_size=page_size or 0, min_revision=min_revision,
             all_pages=all_pages or page_size is None,
         ),
-        as_json, server, token_file, ca_file, cert_file, key_file, tls,
+        _probe("anonymous", action, resource), as_json, server, token_file, ca_file, cert_file, key_file, tls,
     )  # fmt: skip
 
 
+def _probe(subject: str, action: str, resource: str) -> Check:
+    from authz.client import Check
+
+    return Check(subject, action, resource)
+
+
 def _run(
-    call: Callable[[Client], Listing], as_json: bool, server: str, token_file: Path | None, ca_file: Path | None,
-    cert_file: Path | None, key_file: Path | None, tls: bool,
+    call: Callable[[Client], Listing], probe: Check, as_json: bool, server: str, token_file: Path | None,
+    ca_file: Path | None, cert_file: Path | None, key_file: Path | None, tls: bool,
 ) -> None:  # fmt: skip
-    """Connect as `authz check` does, make the call, print the ids."""
+    """Connect as `authz check` does, make the call, print the ids; an empty list or a refused kind
+    is explained by ``probe`` when it names something unknown (see the module docstring)."""
     import json
 
     from authz.client import Client
@@ -117,7 +134,14 @@ def _run(
     check_client_tls(cert_file, key_file)
     try:
         with Client(server, token=read_token(token_file), ca=ca_file, cert=cert_file, key=key_file, tls=tls) as client:
-            listing = call(client)
+            try:
+                listing = call(client)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and (exc.details() or "").startswith("resource_kind"):
+                    _refuse_unknown_names(client, probe)
+                raise
+            if not listing.ids and not listing.next_page_token:
+                _refuse_unknown_names(client, probe)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     except grpc.RpcError as exc:
@@ -130,3 +154,12 @@ def _run(
             click.echo(ident)
     if listing.next_page_token:
         click.echo(f"more ids follow the {len(listing.ids)} listed (--all lists every page)", err=True)
+
+
+def _refuse_unknown_names(client: Client, probe: Check) -> None:
+    """A usage error when ``probe`` is denied for an unknown action, kind or subject (G3)."""
+    from authz.reasons import is_unknown_name
+
+    decision = client.check(probe.subject, probe.action, probe.resource)
+    if is_unknown_name(decision):
+        raise click.UsageError(decision.reason.removeprefix("denied: "))

@@ -22,8 +22,9 @@ DEMO_WORLD = Path("examples/demo-world.yaml")
 __all__ = [
     "DECISION_TOKEN_ENV", "DEFAULT_DECISION_TOKEN_FILE", "DEFAULT_SERVER", "DEFAULT_STORE", "DEFAULT_TOKEN_FILE",
     "DEMO_WORLD", "TOKEN_ENV", "check_client_tls", "check_listen_flags", "context_option", "database_url_option",
-    "decision_token_file_option", "engine_option", "fail_rpc", "parse_context", "policies_option", "start_error",
-    "store_token", "tls_client_options", "tls_server_options", "token_file_option", "wait_for_signal",
+    "decision_token_file_option", "engine_option", "fail_rpc", "observability_options", "observe", "parse_context",
+    "policies_option", "read_policies_option", "start_error", "store_token", "tls_client_options",
+    "tls_server_options", "token_file_option", "wait_for_signal",
 ]  # fmt: skip
 
 database_url_option = click.option(
@@ -59,6 +60,14 @@ policies_option = click.option(
     default=Path("policies"),
     show_default=True,
     help="Policy directory (model.conf and *.csv); edits are picked up live.",
+)
+# The same option for commands that read the policy once and exit: no promise of live reload.
+read_policies_option = click.option(
+    "--policies",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("policies"),
+    show_default=True,
+    help="Policy directory (model.conf and *.csv), read once at start.",
 )
 context_option = click.option(
     "-c", "--context", "context", multiple=True, metavar="KEY=VALUE", help="A context value (repeatable)."
@@ -109,6 +118,57 @@ def tls_client_options(prefix: str, what: str) -> Callable[[_F], _F]:
         return function
 
     return decorate
+
+
+def _metrics_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from servicekit.metrics import parse_address
+
+    if value is not None:
+        try:
+            parse_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def observability_options(function: _F) -> _F:
+    """--log-format, --metrics HOST:PORT (and the older --metrics-port) and --otel, for a command that
+    runs a server; :func:`observe` applies them."""
+    for option in reversed((
+        click.option(
+            "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+            envvar="AUTHZ_LOG_FORMAT",
+            help="Log lines as text, or as JSON objects, one per line (time, level, logger, message and the "
+            "request's method, peer, code, duration_ms). Also $AUTHZ_LOG_FORMAT.",
+        ),
+        click.option(
+            "--metrics", metavar="HOST:PORT", default=None, callback=_metrics_address,
+            help="Serve Prometheus metrics on http://HOST:PORT/metrics, any interface (0.0.0.0:9100 for all).",
+        ),
+        click.option(
+            "--metrics-port", type=click.IntRange(0, 65535), default=None, metavar="PORT",
+            help="Deprecated: --metrics 127.0.0.1:PORT.",
+        ),
+        click.option(
+            "--otel", is_flag=True,
+            help="Export OpenTelemetry spans of every call over OTLP ($OTEL_EXPORTER_OTLP_ENDPOINT, default "
+            "localhost:4317); on whenever that variable is set.",
+        ),
+    )):  # fmt: skip
+        function = option(function)
+    return function
+
+
+def observe(log_format: str, metrics: str | None, metrics_port: int | None) -> str | None:
+    """Log in ``log_format`` from now on (``-v`` still gives DEBUG); the metrics address of --metrics
+    or --metrics-port, or None."""
+    from servicekit import logs
+
+    if metrics is not None and metrics_port is not None:
+        raise click.UsageError("--metrics-port is the older form of --metrics: give one of them")
+    verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+    logs.configure(log_format, verbose)
+    return f"127.0.0.1:{metrics_port}" if metrics_port is not None else metrics
 
 
 def store_token(token_file: Path | None) -> str:

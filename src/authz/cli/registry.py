@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING
 import click
 import grpc
 
-from authz.cli.options import DEFAULT_STORE, engine_option, fail_rpc, policies_option, store_token, token_file_option
+from authz.cli.options import (
+    DEFAULT_STORE,
+    engine_option,
+    fail_rpc,
+    read_policies_option,
+    store_token,
+    token_file_option,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +43,7 @@ def registry() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan, the proof and the outcome as JSON.")
 @click.option("--force", is_flag=True, help="Migrate even when the proof finds decisions that would change.")
 @click.option("--store", "store_address", default=DEFAULT_STORE, show_default=True, help="Store address.")
-@policies_option
+@read_policies_option
 @engine_option
 @token_file_option
 def registry_migrate(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import grpc
@@ -19,6 +22,8 @@ from authz.cli.options import (
     database_url_option,
     engine_option,
     fail_rpc,
+    observability_options,
+    observe,
     policies_option,
     start_error,
     store_token,
@@ -28,10 +33,29 @@ from authz.cli.options import (
     wait_for_signal,
 )
 
+TESTS_DIR = Path("tests/decisions")
+
+
+def policy_tests_option(default_help: str) -> Callable[[Any], Any]:
+    return click.option(
+        "--policy-tests",
+        type=click.Path(exists=True, path_type=Path),
+        multiple=True,
+        help="Decision-test files or directories every policy change must pass before it serves (repeatable); "
+        f"a change that fails one is refused and the last good version serves on. {default_help}",
+    )
+
 
 @click.command("serve")
 @click.option("--listen", default=DEFAULT_SERVER, show_default=True, help="Address to listen on.")
-@click.option("--store", "store_address", default=DEFAULT_STORE, show_default=True, help="Store address.")
+@click.option(
+    "--store",
+    "store_address",
+    default=DEFAULT_STORE,
+    show_default=True,
+    help="Store address; or several instances on one database, comma-separated (A,B,...): the replica follows "
+    "the first reachable and fails over to the next.",
+)
 @policies_option
 @token_file_option
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
@@ -58,17 +82,22 @@ from authz.cli.options import (
     f"(default {DEFAULT_DECISION_TOKEN_FILE}).",
 )
 @tls_client_options("store-", "store")
+@observability_options  # with --workers N, worker n serves its metrics on PORT+n
 @click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
+    "--http",
+    "http_listen",
+    metavar="HOST:PORT",
     default=None,
-    help="Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (with --workers, PORT, PORT+1, ...).",
+    help="Also serve AuthZEN 1.0 over HTTP here: the same decisions, TLS files, loopback rule and token rule "
+    "(judged for this address) as gRPC.",
 )
+@policy_tests_option("None by default.")
 def serve(
     listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str,
     workers: int, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
     require_token: bool, authz_token_file: Path | None, store_ca_file: Path | None, store_cert_file: Path | None,
-    store_key_file: Path | None, store_tls: bool, metrics_port: int | None,
+    store_key_file: Path | None, store_tls: bool, log_format: str, metrics: str | None, metrics_port: int | None,
+    otel: bool, http_listen: str | None, policy_tests: tuple[Path, ...],
 ) -> None:  # fmt: skip
     """Run the decision service: follow the store, answer Check, BatchCheck and the list calls.
 
@@ -80,17 +109,28 @@ def serve(
     from authz.cli import setup_worker_logging
     from authz.errors import PolicyError
     from authz.policy import load_policy
-    from authz.server import ServerConfig
+    from authz.server import ServerConfig, store_addresses
 
+    metrics = observe(log_format, metrics, metrics_port)
     check_listen_flags(listen, tls_cert, tls_key, tls_client_ca, insecure)
+    try:
+        store_addresses(store_address)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("store: "), param_hint="--store") from None
     check_client_tls(store_cert_file, store_key_file, "store-")
-    tokens = security.tokens_required(listen, True if require_token else None)
+    if http_listen is not None:
+        check_http_flags(http_listen, tls_cert, tls_key, tls_client_ca, insecure)
+    # Each listener judges its own address (a token off loopback); one token serves both.
+    wanted = True if require_token else None
+    tokens = security.tokens_required(listen, wanted) or (
+        http_listen is not None and security.tokens_required(http_listen, wanted)
+    )
     config = ServerConfig(
         listen=listen, store=store_address, store_token=store_token(token_file), policies=policies,
         audit_log=audit_log, engine=engine, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        insecure=insecure, require_token=tokens, token=security.ensure_token(authz_token_file) if tokens else "",
+        insecure=insecure, require_token=wanted, token=security.ensure_token(authz_token_file) if tokens else "",
         store_ca=store_ca_file, store_cert=store_cert_file, store_key=store_key_file, store_tls=store_tls,
-        metrics_port=metrics_port,
+        metrics=metrics, tracing=otel, http=http_listen, policy_tests=policy_tests,
     )  # fmt: skip
     try:
         load_policy(policies)
@@ -98,11 +138,15 @@ def serve(
         raise click.ClickException(f"the policy does not load: {exc}") from None
     if workers > 1 and listen.endswith(":0"):
         raise click.BadParameter("several workers need a fixed port", param_hint="--listen")
+    if workers > 1 and http_listen is not None and http_listen.endswith(":0"):
+        raise click.BadParameter("several workers need a fixed port", param_hint="--http")
     try:
         if workers == 1:
             processes.serve_one(config)
         else:
-            processes.run_workers(config, workers, setup_logging=setup_worker_logging)
+            verbose = bool(click.get_current_context().find_root().params.get("verbose"))
+            setup = functools.partial(setup_worker_logging, log_format, verbose)
+            processes.run_workers(config, workers, setup_logging=setup)
     except (processes.StartError, processes.WorkerStopped) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -128,6 +172,14 @@ def serve(
     help=f"Decision calls need a bearer token: ${DECISION_TOKEN_ENV}, else {DEFAULT_DECISION_TOKEN_FILE} "
     "(generated when missing; `authz check` reads it).",
 )
+@click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Also serve AuthZEN 1.0 over HTTP on this loopback port (0: any free one); the examples include curl calls.",
+)
+@observability_options  # the decision service's metrics on PORT, the store's on PORT+1
+@policy_tests_option(f"Default: {TESTS_DIR} when it exists.")
 def up(
     port: int,
     store_port: int,
@@ -138,6 +190,12 @@ def up(
     audit_log: Path | None,
     engine: str,
     require_token: bool,
+    http_port: int | None,
+    log_format: str,
+    metrics: str | None,
+    metrics_port: int | None,
+    otel: bool,
+    policy_tests: tuple[Path, ...],
 ) -> None:
     """Start the store (SQLite by default) and the decision service, load the demo world, print examples.
 
@@ -147,9 +205,11 @@ def up(
     from authz.errors import PolicyError
     from authz.server import ServerConfig
     from authz.server import create_server as create_decision_server
+    from servicekit.metrics import offset
     from store.client import StoreClient
     from store.server import StoreConfig, create_server, ensure_token
 
+    metrics = observe(log_format, metrics, metrics_port)
     token = ensure_token(DEFAULT_TOKEN_FILE)
     decision_token = security.ensure_token(DEFAULT_DECISION_TOKEN_FILE) if require_token else ""
     try:
@@ -159,6 +219,8 @@ def up(
                 database_url=database_url,
                 token=token,
                 allow_test_reset=allow_test_reset,
+                metrics=offset(metrics, 1) if metrics is not None else None,
+                tracing=otel,
             )
         )
     except (ValueError, OSError, RuntimeError) as exc:
@@ -178,6 +240,9 @@ def up(
                 ServerConfig(
                     listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
                     audit_log=audit_log, engine=engine, require_token=require_token, token=decision_token,
+                    http=f"127.0.0.1:{http_port}" if http_port is not None else None,
+                    metrics=metrics, tracing=otel,
+                    policy_tests=policy_tests or ((TESTS_DIR,) if TESTS_DIR.is_dir() else ()),
                 )
             )  # fmt: skip
         except PolicyError:
@@ -186,7 +251,8 @@ def up(
             raise start_error("the decision service", exc) from None
         decision_server.replica.wait_for(revision, 60)
         address = f"127.0.0.1:{decision_server.port}"
-        click.echo(_examples(address, store_address, tokens=require_token))
+        http = decision_server.http_server.url if decision_server.http_server is not None else None
+        click.echo(_examples(address, store_address, tokens=require_token, http=http))
         wait_for_signal(decision_server.reopen_audit_log)
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load: {exc}") from None
@@ -198,7 +264,20 @@ def up(
         store_server.stop(grace=1)
 
 
-def _examples(address: str, store_address: str, *, tokens: bool = False) -> str:
+def check_http_flags(
+    http_listen: str, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, insecure: bool
+) -> None:
+    """A usage error naming --http for an address that is not HOST:PORT, or plain text off loopback."""
+    from authz.http.server import split_listen
+
+    try:
+        split_listen(http_listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--http") from None
+    check_listen_flags(http_listen, tls_cert, tls_key, tls_client_ca, insecure)
+
+
+def _examples(address: str, store_address: str, *, tokens: bool = False, http: str | None = None) -> str:
     check = f".venv/bin/authz check --server {address}"
     header = ""
     tokens_note = ""
@@ -217,5 +296,27 @@ Try, in another shell:
   {check} anonymous report.view report:rep-benchmarks --json          # public project (RP1)
   grpcurl -plaintext {header}-d '{{"subject": {{"kind": "user", "id": "trent"}}, "action": "run.create",
       "resource": {{"kind": "project", "id": "platform-playground"}}}}' {address} authz.v1.Authorizer/Check
-
+{_http_examples(http, tokens) if http else ""}
 Edit a file in policies/ and the service reloads it. Press Ctrl-C to stop."""
+
+
+def _http_examples(base: str, tokens: bool) -> str:
+    """The curl calls `up --http-port` prints: AuthZEN over HTTP on the demo world."""
+    auth = f'-H "Authorization: Bearer $(cat {DEFAULT_DECISION_TOKEN_FILE})" ' if tokens else ""
+    curl = f"curl -s {auth}-H 'Content-Type: application/json'"
+    return f"""
+AuthZEN 1.0 over HTTP on {base} (OpenAPI: {base}/openapi.json):
+
+  curl -s {base}/.well-known/authzen-configuration
+  {curl} {base}/access/v1/evaluation -d '{{"subject": {{"type": "user", "id": "carol"}},
+      "action": {{"name": "report.edit"}}, "resource": {{"type": "report", "id": "rep-weekly-vision"}}}}'   # true (RP3)
+  {curl} {base}/access/v1/evaluations -d '{{"subject": {{"type": "user", "id": "dave"}},
+      "action": {{"name": "report.edit"}}, "options": {{"evaluations_semantic": "permit_on_first_permit"}},
+      "evaluations": [{{"resource": {{"type": "report", "id": "rep-weekly-vision"}}}},
+                      {{"resource": {{"type": "report", "id": "rep-seg-notes"}}}},
+                      {{"resource": {{"type": "report", "id": "rep-playground"}}}}]}}'   # false, true: stops
+  {curl} {base}/access/v1/search/resource -d '{{"subject": {{"type": "user", "id": "dave"}},
+      "action": {{"name": "report.view"}}, "resource": {{"type": "report"}}, "page": {{"limit": 2}}}}'
+  {curl} {base}/access/v1/search/action -d '{{"subject": {{"type": "user", "id": "dave"}},
+      "resource": {{"type": "model_registry", "id": "vision"}}, "context": {{"alias": "production"}}}}'
+"""

@@ -14,6 +14,8 @@ from authz.cli.options import (
     check_listen_flags,
     database_url_option,
     fail_rpc,
+    observability_options,
+    observe,
     start_error,
     store_token,
     tls_server_options,
@@ -37,23 +39,28 @@ def store() -> None:
     help="Let ImportWorld replace the whole content (test stacks only; needs the token).",
 )
 @tls_server_options
+@observability_options
 @click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    default=None,
-    help="Serve Prometheus metrics (write rates, revision) on http://127.0.0.1:PORT/metrics.",
+    "--notify/--no-notify",
+    default=True,
+    show_default=True,
+    help="PostgreSQL: NOTIFY other store instances of each commit and LISTEN for theirs, so Watch streams "
+    "wake at once; without, they poll (every 0.25 s). Ignored on SQLite.",
 )
 def store_serve(
     listen: str, database_url: str | None, token_file: Path | None, allow_test_reset: bool, tls_cert: Path | None,
-    tls_key: Path | None, tls_client_ca: Path | None, insecure: bool, metrics_port: int | None,
+    tls_key: Path | None, tls_client_ca: Path | None, insecure: bool, log_format: str, metrics: str | None,
+    metrics_port: int | None, otel: bool, notify: bool,
 ) -> None:  # fmt: skip
     """Run the store service (migrates the schema first). A token is generated if none is set.
 
     Listens on loopback in plain text by default; any other address needs --tls-cert and --tls-key
     (or --insecure).
     """
+    from servicekit.logs import say
     from store.server import StoreConfig, create_server, ensure_token
 
+    metrics = observe(log_format, metrics, metrics_port)
     check_listen_flags(listen, tls_cert, tls_key, tls_client_ca, insecure)
     token = ensure_token(token_file or DEFAULT_TOKEN_FILE)
     try:
@@ -61,12 +68,12 @@ def store_serve(
             StoreConfig(
                 listen=listen, database_url=database_url, token=token, allow_test_reset=allow_test_reset,
                 tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca, insecure=insecure,
-                metrics_port=metrics_port,
+                metrics=metrics, tracing=otel, notify=notify,
             )
         )  # fmt: skip
     except (ValueError, OSError, RuntimeError) as exc:
         raise start_error("the store", exc) from None
-    click.echo(f"store listening on {listen.rsplit(':', 1)[0]}:{server.port}", err=True)
+    say("authz.cli", f"store listening on {listen.rsplit(':', 1)[0]}:{server.port}")  # JSON too with --log-format json
     wait_for_signal()  # SIGHUP: the store writes no log file of its own; it keeps serving
     server.stop(grace=2)
 

@@ -28,6 +28,8 @@ class Verdict:
     denied: tuple[Line, ...] = ()  # deny lines that matched
     candidates: tuple[Line, ...] = ()  # every line of the action, in policy order
     missing: str = ""  # a context key a condition read that the caller did not give
+    error: str = ""  # a line raised while deciding (the policy is broken): what it raised
+    error_line: Line | None = None  # ... and which line
 
 
 class Engine(Protocol):

@@ -39,7 +39,10 @@ from authz.engines.index import ActionIndex, Indexed
 from authz.errors import MissingContext
 from authz.policy import PARSER_LOCK, Line, Policy
 
+# Effects under which an Enforcer holding one line answers whether that line's matcher holds:
+# an allow line makes allow-override say True, a deny line makes deny-override say False.
 ALLOW_ONLY_EFFECT = "e = some(where (p.eft == allow))"
+DENY_ONLY_EFFECT = "e = !some(where (p.eft == deny))"
 
 # pycasbin logs every role link at INFO and every denied request at WARNING; a deny is a normal
 # answer here, and the decider explains it.
@@ -94,8 +97,10 @@ class CasbinEngine(Indexed):
                 allowed = bool(self._enforcer.enforce(sub, obj, act, context))
             except MissingContext as missing:
                 return Verdict(False, candidates=candidates, missing=missing.key)
-            # Allowed: no deny line matched (deny overrides), so name the allow lines that did.
-            # Denied: name the deny lines that matched, if any.
+            except Exception as exc:  # noqa: BLE001 - a broken line: name it, the decider denies
+                line = self._raising(sub, obj, act, context)
+                return Verdict(False, candidates=candidates, error=f"{type(exc).__name__}: {exc}", error_line=line)
+            # Name the lines of the action whose effect is the outcome's and whose matcher holds.
             wanted = "allow" if allowed else "deny"
             matched = tuple(
                 line for line in candidates if line.eft == wanted and self._matches(line, sub, obj, act, context)
@@ -108,15 +113,28 @@ class CasbinEngine(Indexed):
         """Does ``line``'s matcher hold for the request? Asked of an Enforcer holding only it.
 
         Called with PARSER_LOCK held, which also guards the cache of single-line Enforcers."""
+        enforcer = self._single_enforcer(line)
+        try:
+            answer = bool(enforcer.enforce(sub, obj, act, ctx))
+        except Exception:  # noqa: BLE001 - a line that raises does not match (the scan reported it)
+            return False
+        return answer if line.eft == "allow" else not answer
+
+    def _single_enforcer(self, line: Line) -> casbin.Enforcer:
         enforcer = self._single.get(line)
         if enforcer is None:
-            as_allow = Line("p", (*line.values[:4], "allow"), line.source)
-            text = _with_effect(self.policy.model_text, ALLOW_ONLY_EFFECT)
-            enforcer = self._single[line] = _enforcer(text, (*self._groupings, as_allow))
-        try:
-            return bool(enforcer.enforce(sub, obj, act, ctx))
-        except MissingContext:
-            return False
+            text = _with_effect(self.policy.model_text, ALLOW_ONLY_EFFECT if line.eft == "allow" else DENY_ONLY_EFFECT)
+            enforcer = self._single[line] = _enforcer(text, (*self._groupings, line))
+        return enforcer
+
+    def _raising(self, sub: dict[str, Any], obj: dict[str, Any], act: str, ctx: Context) -> Line | None:
+        """The first line, in pycasbin's order, whose matcher raises for this request."""
+        for line in self.policy.p_lines:
+            try:
+                self._single_enforcer(line).enforce(sub, obj, act, ctx)
+            except Exception:  # noqa: BLE001 - looking for the one that does
+                return line
+        return None
 
 
 def _with_effect(model_text: str, effect: str) -> str:

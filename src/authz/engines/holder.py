@@ -28,6 +28,11 @@ class EngineHolder:
         self._roles_version = -1  # the state's custom_roles_version the engine was built for
         self._engine = factory(policy)
         self._lock = threading.Lock()
+        # Lines that raised while deciding under the policy serving: a broken policy that lint let
+        # through. Counted for metrics; the last one kept for health (/policy NOT_SERVING). A new
+        # policy starts clean.
+        self.runtime_errors = 0
+        self.runtime_error = ""
 
     @property
     def policy(self) -> Policy:
@@ -39,6 +44,13 @@ class EngineHolder:
         with self._lock:
             self._policy = policy
             self._engine = engine
+            self.runtime_error = ""
+
+    def failed(self, message: str) -> None:
+        """A line raised while deciding under the serving policy (see ``runtime_error``)."""
+        with self._lock:
+            self.runtime_errors += 1
+            self.runtime_error = message
 
     def engine_for(self, state: WorldState) -> Engine:
         """The engine to use for ``state`` (call with the replica's lock held)."""

@@ -12,7 +12,11 @@
     the first Check (without min_revision) that sees it;
 (e) AuthZEN over HTTP (`serve --http`) next to gRPC, same servers, same requests, same run:
     evaluation vs Check at concurrency 16, evaluations vs BatchCheck of 50 at concurrency 16
-    (`--http-only` runs just this, on the demo world).
+    (`--http-only` runs just this, on the demo world);
+(f) `--vs-ceiling` runs just this: the decision service against the Python ceiling (bench/ceiling.py,
+    a minimal grpc server answering the same Check/BatchCheck from a dict, as many processes as
+    `--workers`), same load generator, same requests, same run, alternating: Check at concurrency
+    1 and 16, BatchCheck of 50 at concurrency 16; each figure and its ratio to the ceiling's.
 
 Servers run as separate processes on loopback; the load generator is this process (grpc.aio; for
 HTTP a raw asyncio HTTP/1.1 client, one keep-alive connection per concurrent caller), sharing the
@@ -33,7 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +185,11 @@ def tree_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def process(*args: str, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "authz.cli", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "AUTHZ_STORE_TOKEN": TOKEN},
+            env={**os.environ, "AUTHZ_STORE_TOKEN": TOKEN, **(env or {})},
         )  # fmt: skip
     try:
         yield proc
@@ -199,8 +203,9 @@ def process(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 @contextmanager
 def stack(
-    database: str, world: bytes | None, workers: int, tmp: Path, http_port: int | None = None
-) -> Iterator[tuple[str, str, int, float]]:
+    database: str, world: bytes | None, workers: int, tmp: Path, http_port: int | None = None,
+    serve_args: tuple[str, ...] = (), serve_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str, int, float]]:  # fmt: skip
     store_port, port = free_port(), free_port()
     store = f"127.0.0.1:{store_port}"
     address = f"127.0.0.1:{port}"
@@ -211,9 +216,8 @@ def stack(
             with StoreClient(store, TOKEN) as client:
                 client.import_world(world, timeout=3600)
         start = time.monotonic()
-        with process(
-            "serve", "--listen", address, "--store", store, "--workers", str(workers), *http, log=tmp / "authz.log"
-        ) as server:
+        serve = ("serve", "--listen", address, "--store", store, "--workers", str(workers), *http, *serve_args)
+        with process(*serve, log=tmp / "authz.log", env=serve_env) as server:
             cold = wait_serving(address)
             _ = start
             yield address, store, server.pid, cold
@@ -414,6 +418,122 @@ def http_vs_grpc(
     return rows
 
 
+# ---- (f) against the Python ceiling --------------------------------------------------------------
+
+
+@contextmanager
+def ceiling_server(answers: Path, workers: int, tmp: Path) -> Iterator[tuple[str, int]]:
+    """bench/ceiling.py on a free port with ``workers`` processes: (address, pid)."""
+    address = f"127.0.0.1:{free_port()}"
+    with (tmp / "ceiling.log").open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--listen", address, "--answers", str(answers),
+             "--workers", str(workers)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        wait_serving(address, 60)
+        yield address, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def brief(row: dict[str, Any]) -> str:
+    return (f"{row['decisions_per_s']:>7}/s p50 {row['p50_ms']:.3f} p99 {row['p99_ms']:.3f} ms "
+            f"cpu {row['server_cpu_ms_per_decision']:.4f} ms")  # fmt: skip
+
+
+CEILING_ROWS = (("Check", 1, 0), ("Check", 16, 0), ("BatchCheck", 16, 50))
+
+
+def vs_ceiling(
+    requests: list[Request],
+    workers: int,
+    seconds: float,
+    rounds: int,
+    serve_args: tuple[str, ...],
+    baseline: Path | None = None,
+) -> dict[str, Any]:
+    """(f): the decision service and the dict ceiling, one after the other for each row, ``rounds`` times;
+    with ``baseline`` (a copy of src/ with older code), that code's service too, in the same run."""
+    import ceiling
+
+    checks = messages(requests)
+    out: dict[str, Any] = {"workers": workers, "serve_args": list(serve_args), "rows": []}
+    with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as servers:
+        tmp = Path(tmp_name)
+        old: tuple[str, int] | None = None
+        if baseline is not None:
+            (tmp / "old").mkdir()
+            env = {"PYTHONPATH": str(baseline.resolve())}
+            before = servers.enter_context(stack(f"sqlite:///{tmp / 'old' / 'demo.db'}", DEMO.read_bytes(), workers,
+                                                 tmp / "old", serve_args=serve_args, serve_env=env))  # fmt: skip
+            old = (before[0], before[2])
+        demo = f"sqlite:///{tmp / 'demo.db'}"
+        with stack(demo, DEMO.read_bytes(), workers, tmp, serve_args=serve_args) as (address, _store, pid, _):
+            # The ceiling answers with the real service's own responses (the same bytes on the wire).
+            with grpc.insecure_channel(address) as channel:
+                stub = authorizer_pb2_grpc.AuthorizerStub(channel)
+                responses = [
+                    r for i in range(0, len(checks), 1000)
+                    for r in stub.BatchCheck(pb.BatchCheckRequest(checks=checks[i : i + 1000]), timeout=30).results
+                ]  # fmt: skip
+            answers = tmp / "answers.bin"
+            ceiling.write_answers(answers, checks, responses)
+            with ceiling_server(answers, workers, tmp) as (dict_address, dict_pid):
+                for round_ in range(rounds):
+                    for method, concurrency, batch in CEILING_ROWS:
+                        real = load(address, pid, checks, concurrency, seconds, batch)
+                        top = load(dict_address, dict_pid, checks, concurrency, seconds, batch)
+                        prior = load(old[0], old[1], checks, concurrency, seconds, batch) if old else None
+                        row = {
+                            "round": round_ + 1, "call": method, "concurrency": concurrency, "batch": batch or 1,
+                            "authz": real, "ceiling": top,
+                            "ratio_decisions_per_s": round(real["decisions_per_s"] / max(top["decisions_per_s"], 1), 3),
+                            "ratio_cpu_per_decision": round(
+                                real["server_cpu_ms_per_decision"] / max(top["server_cpu_ms_per_decision"], 1e-9), 3
+                            ),
+                        }  # fmt: skip
+                        if prior is not None:
+                            row["baseline"] = prior
+                            row["baseline_ratio_decisions_per_s"] = round(
+                                prior["decisions_per_s"] / max(top["decisions_per_s"], 1), 3
+                            )
+                        out["rows"].append(row)
+                        print(
+                            f"(f) {method:<10} c={concurrency:<3} batch={batch or 1:<3} authz {brief(real)} | "
+                            f"ceiling {brief(top)} | ratio {row['ratio_decisions_per_s']:.2f}x"
+                            + (
+                                f" | baseline {brief(prior)} ({row['baseline_ratio_decisions_per_s']:.2f}x)"
+                                if prior
+                                else ""
+                            ),
+                            flush=True,
+                        )
+    return out
+
+
+def large_replica(big_doc: dict[str, Any], workers: int, seconds: float) -> dict[str, Any]:
+    """(c) alone: cold start (process start to SERVING) and RSS per process once SERVING, over the large
+    world on SQLite; then Check at concurrency 1 on it."""
+    _, big_requests = known_requests(big_doc, 2000)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        big_yaml = json.dumps(big_doc).encode()
+        with stack(f"sqlite:///{tmp / 'big.db'}", big_yaml, workers, tmp) as (address, _store, pid, cold):
+            rss = tree_rss_mb(pid)
+            one = load(address, pid, messages(big_requests), 1, seconds)
+            out = {
+                "cold_start_s": round(cold, 1), "rss_mb_all_processes": round(rss), "workers": workers,
+                "rss_mb_per_worker": round(rss / max(workers, 1)), "check_c1": one,
+            }  # fmt: skip
+    print("(c)", out, flush=True)
+    return out
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -424,6 +544,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="decision-service processes (SO_REUSEPORT)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--http-only", action="store_true", help="only (e): AuthZEN over HTTP next to gRPC")
+    parser.add_argument("--vs-ceiling", action="store_true", help="only (f): against a dict-answering grpc server")
+    parser.add_argument("--large-only", action="store_true", help="only (c): cold start and RSS over the large world")
+    parser.add_argument("--rounds", type=int, default=1, help="(f): times each pair of rows is measured")
+    parser.add_argument("--baseline-src", type=Path, help="(f): also serve from this copy of src/ (older code)")
+    parser.add_argument(
+        "--serve-arg", action="append", default=[], help="(f): an extra argument of `authz serve` (repeatable)"
+    )
     args = parser.parse_args(argv)
     results: dict[str, Any] = {
         "command": "python bench/decisions_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -431,6 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     demo_doc = load_document(DEMO.read_bytes(), str(DEMO))
     demo_state, demo_requests = known_requests(demo_doc, 2000)
+    if args.vs_ceiling:
+        results["vs_ceiling_demo"] = vs_ceiling(
+            demo_requests, args.workers, args.seconds, args.rounds, tuple(args.serve_arg), args.baseline_src
+        )  # fmt: skip
+        output = args.output if args.output != DEFAULT_OUTPUT else DEFAULT_OUTPUT.with_name("ceiling.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2))
+        return 0
     if args.http_only:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp, http_port = Path(tmp_name), free_port()
@@ -444,6 +579,12 @@ def main(argv: list[str] | None = None) -> int:
     results["in_process_demo"] = in_process(demo_state, demo_requests, args.seconds)
     print("(a) demo", results["in_process_demo"], flush=True)
 
+    if args.large_only:
+        results["large_replica"] = large_replica(generate_world(args.runs), args.workers, args.seconds)
+        output = args.output if args.output != DEFAULT_OUTPUT else DEFAULT_OUTPUT.with_name("large.json")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2))
+        return 0
     big_doc = generate_world(args.runs)
     start = time.perf_counter()
     big_state, big_requests = known_requests(big_doc, 2000)

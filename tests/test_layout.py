@@ -38,6 +38,12 @@ def test_client_is_light() -> None:
     assert _under(_loaded_after("import authz, authz.client, authz.aio"), HEAVY) == []
 
 
+def test_the_command_line_starts_light() -> None:
+    """`import authz.cli` (every `authz` command, `--help` included) loads no server or database code:
+    commands that serve import it when they run."""
+    assert _under(_loaded_after("import authz.cli"), HEAVY) == []
+
+
 def test_core_imports_neither_grpc_nor_the_database() -> None:
     """The decision core (policy, engines, resolver, state, decider) loads no gRPC and no database code."""
     loaded = _loaded_after("; ".join(f"import {module}" for module in CORE))

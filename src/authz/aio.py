@@ -105,6 +105,13 @@ class Client:
         request = calls.list_subjects_request(action, resource, subject_kind, context, page_size, min_revision)
         return await self._pages(self.stub.ListSubjects, calls.Pages(request, "subject_ids", page_token, all_pages))
 
+    async def get_policy(self) -> tuple[str, dict[str, bytes]]:
+        """The policy serving: its version and its files (name -> bytes)."""
+        from authz.v1 import authorizer_pb2 as pb
+
+        response = await self._call(self.stub.GetPolicy, pb.GetPolicyRequest())
+        return response.policy_version, {item.name: item.content for item in response.files}
+
     async def _pages(self, method: Any, pages: calls.Pages) -> Listing:
         while (listing := pages.take(await self._call(method, pages.request()))) is None:
             pass

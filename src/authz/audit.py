@@ -1,6 +1,9 @@
 """The audit log: one JSON line per decision (who asked, what, the answer, rules, revision, policy).
 
-Context values are not written, only their keys, since callers may put names of people in them.
+Each line holds the request whole, context values included, so that ``authz policy replay`` can
+decide it again under an edited policy. Callers may put names of people in context values: with
+``redact_context`` (``serve --audit-redact-context``) only their keys are written, with
+``"context_redacted": true``, and replay can decide again only the requests that had no context.
 
 The promise, when the log cannot be written (disk full, file system gone read-only, ...):
 
@@ -78,6 +81,7 @@ class AuditLog:
         *,
         on_failure: Callable[[], object] | None = None,
         on_change: Callable[[], object] | None = None,
+        redact_context: bool = False,
     ) -> None:
         """Open ``path`` for appending (OSError naming it when it cannot be opened).
 
@@ -90,6 +94,7 @@ class AuditLog:
         self._lock = threading.Lock()
         self._fd = _open(path)
         self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        self.redact_context = redact_context  # context values are left out (their keys stay)
         self.failures = 0  # writes that failed since start
         self.error = ""  # why the last write failed; empty once a write succeeds
 
@@ -108,6 +113,7 @@ class AuditLog:
                     "action": request.action,
                     "resource": request.resource,
                     "context_keys": sorted(request.context),
+                    **({"context_redacted": True} if self.redact_context else {"context": dict(request.context)}),
                     "allowed": decision.allowed,
                     "rules": list(decision.rules),
                     "policy_lines": list(decision.policy_lines),

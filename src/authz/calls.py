@@ -31,7 +31,7 @@ from servicekit.text import clip
 DEFAULT_TIMEOUT = 10.0
 MAX_ATTEMPTS = 5
 SERVICE = "authz.v1.Authorizer"
-IDEMPOTENT = ("Check", "BatchCheck", "ListResources", "ListSubjects")  # every one a read: safe to repeat
+IDEMPOTENT = ("Check", "BatchCheck", "ListResources", "ListSubjects", "GetPolicy")  # every one a read: safe to repeat
 SERVICE_CONFIG = {
     "methodConfig": [
         {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from authz import reasons, resolver
 from authz.decision import Decision, Request, validate
@@ -29,9 +30,14 @@ log = logging.getLogger("authz.decider")
 class Decider:
     """Answers checks from a source of world state (the replica) and the engine that serves."""
 
-    def __init__(self, source: StateSource, engines: EngineHolder) -> None:
+    def __init__(self, source: StateSource, engines: EngineHolder, *, cache: int = 0) -> None:
         self.source = source
         self.engines = engines
+        # Up to ``cache`` decisions kept for the state (object and revision) and engine they were made
+        # with, and given again for the same request until either changes. Only for a source whose
+        # every change moves its revision or replaces its state (the replica); 0: off.
+        self.cache = cache
+        self._answers: tuple[WorldState, int, Engine, dict[tuple[Any, ...], Decision]] | None = None
 
     def admit(self, min_revision: int, timeout: float | None, field: str = "min_revision") -> None:
         """Let a call in: the first state is loaded (NotReady otherwise) and ``min_revision`` is reached
@@ -65,11 +71,12 @@ class Decider:
         version = self.engines.policy.version
         with self.source.reading() as state:
             engine = self.engines.engine_for(state)
+            shared = _Shared(state)  # each subject's and resource's facts once per batch
+            answers = self._answers_at(state, engine)
             decisions = []
             for request in requests:
                 try:
-                    decision = _Evaluation(engine, state, request, None, self.engines.failed).run()
-                    decisions.append(reasons.finish(decision, state.revision, engine.policy.version, request.explain))
+                    decisions.append(self._decide_at(state, engine, request, None, answers, shared))
                 except Exception as exc:  # fail closed, item by item
                     log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
                     decisions.append(reasons.failed(exc, state.revision, version))
@@ -86,11 +93,39 @@ class Decider:
         try:
             with self.source.reading() as state:
                 engine = self.engines.engine_for(state)
-                decision = _Evaluation(engine, state, request, memo, self.engines.failed).run()
-                return reasons.finish(decision, state.revision, engine.policy.version, request.explain)
+                answers = self._answers_at(state, engine) if memo is None else None
+                return self._decide_at(state, engine, request, memo, answers)
         except Exception as exc:  # fail closed: an error is a deny, never an allow
             log.exception("error while deciding %s %s %s", request.subject, request.action, request.resource)
             return reasons.failed(exc, self.source.revision, version)
+
+    def _answers_at(self, state: WorldState, engine: Engine) -> dict[tuple[Any, ...], Decision] | None:
+        """The decisions kept for ``state`` at its revision and ``engine`` (None when off); under the lock."""
+        if not self.cache:
+            return None
+        kept = self._answers
+        if kept is None or kept[0] is not state or kept[1] != state.revision or kept[2] is not engine:
+            kept = self._answers = (state, state.revision, engine, {})
+        elif len(kept[3]) >= self.cache:
+            kept[3].clear()
+        return kept[3]
+
+    def _decide_at(
+        self, state: WorldState, engine: Engine, request: Request, memo: dict[tuple[str, str], Decision] | None,
+        answers: dict[tuple[Any, ...], Decision] | None, shared: _Shared | None = None,
+    ) -> Decision:  # fmt: skip
+        key: tuple[Any, ...] = ()
+        if answers is not None:
+            key = (request.subject_kind, request.subject_id, request.action, request.resource_kind,
+                   request.resource_id, request.explain, tuple(request.context.items()))  # fmt: skip
+            kept = answers.get(key)
+            if kept is not None:
+                return kept
+        evaluation = _Evaluation(engine, state, request, memo, self.engines.failed, shared)
+        decision = reasons.finish(evaluation.run(), state.revision, engine.policy.version, request.explain)
+        if answers is not None and not evaluation.raised:  # a line that raised is counted and logged each time
+            answers[key] = decision
+        return decision
 
 
 class _Evaluation:
@@ -103,6 +138,7 @@ class _Evaluation:
         request: Request,
         memo: dict[tuple[str, str], Decision] | None = None,
         failed: Callable[[str], None] | None = None,
+        shared: _Shared | None = None,
     ) -> None:
         self.engine = engine
         self.failed = failed
@@ -111,6 +147,14 @@ class _Evaluation:
         # Prerequisite decisions already made for this subject at this state (listing many
         # resources of one project asks its project.view once).
         self.memo = memo
+        # Facts already resolved at this state, for the other items of a batch.
+        self.shared = shared
+        self.raised = False  # a line of the policy raised while deciding (the policy is broken)
+
+    def resource(self, kind: str, ident: str) -> resolver.Resource | None:
+        if self.shared is not None:
+            return self.shared.resource(kind, ident)
+        return resolver.resource(self.state, kind, ident)
 
     def run(self) -> Decision:
         r = self.request
@@ -126,7 +170,7 @@ class _Evaluation:
             table = self.state.rows["user" if r.subject_kind == "user" else "service_account"]
             known = (key[0] for key in table)
             return reasons.unknown("subject", r.subject_id, known, f"{r.subject_kind}:")
-        target = resolver.resource(self.state, r.resource_kind, r.resource_id)
+        target = self.resource(r.resource_kind, r.resource_id)
         if target is None:
             return Decision(False, f"denied: unknown resource {r.resource} (G3)", ("G3",))
         return self._decide(r.action, target, depth=0)
@@ -142,7 +186,7 @@ class _Evaluation:
         for needed in self.engine.requires(action):
             on = target
             if not self.engine.applies(needed, target.facts["kind"]):
-                project = resolver.resource(self.state, "project", target.project) if target.project else None
+                project = self.resource("project", target.project) if target.project else None
                 if project is None:
                     return Decision(False, f"denied: {action} needs {needed}, which does not apply here")
                 on = project
@@ -170,9 +214,13 @@ class _Evaluation:
                 )
             gate_rules += first.rules
             gate_lines += first.policy_lines
-        sub = resolver.subject(self.state, r.subject_kind, r.subject_id, target)
+        if self.shared is not None:
+            sub = self.shared.subject(r.subject_kind, r.subject_id, target)
+        else:
+            sub = resolver.subject(self.state, r.subject_kind, r.subject_id, target)
         verdict = self.engine.evaluate(sub, target.facts, action, r.context)
         if verdict.error:
+            self.raised = True
             where = verdict.error_line.source if verdict.error_line is not None else "the policy"
             log.error("%s raised while deciding %s %s %s: %s", where, r.subject, action, r.resource, verdict.error)
             if self.failed is not None:
@@ -182,3 +230,31 @@ class _Evaluation:
             r=r, action=action, target=target, sub=sub, verdict=verdict, gate_rules=gate_rules,
             gate_lines=gate_lines, explanation=explanation,
         )  # fmt: skip
+
+
+class _Shared:
+    """Facts resolved once for the items of one batch, at one state: each resource's once, and each
+    subject's once per place it is asked about (the same scope, and whether it is its own user)."""
+
+    __slots__ = ("_resources", "_subjects", "state")
+
+    def __init__(self, state: WorldState) -> None:
+        self.state = state
+        self._resources: dict[tuple[str, str], resolver.Resource | None] = {}
+        self._subjects: dict[tuple[str, str, resolver.Scope, bool], dict[str, Any]] = {}
+
+    def resource(self, kind: str, ident: str) -> resolver.Resource | None:
+        key = (kind, ident)
+        if key in self._resources:
+            return self._resources[key]
+        found = self._resources[key] = resolver.resource(self.state, kind, ident)
+        return found
+
+    def subject(self, kind: str, ident: str, target: resolver.Resource) -> dict[str, Any]:
+        # What resolver.subject reads of the target: its scope, and whether it is the subject's own user.
+        facts = target.facts
+        key = (kind, ident, target.scope, facts["kind"] == "user" and facts["id"] == ident)
+        sub = self._subjects.get(key)
+        if sub is None:
+            sub = self._subjects[key] = resolver.subject(self.state, kind, ident, target)
+        return sub

@@ -2,16 +2,18 @@
 
 In-process, each file gets a fresh world checked by the store's own rules; with a server and a
 store, each file's world replaces the store's content and the cases go over gRPC. A case passes
-when the decision's `allowed` matches `allow` and, when the case names a `rule`, the decision
-names that rule among its rules (the rules that granted it, or that refused it).
+when the decision's `allowed` matches `allow` and, when the case names a `rule` (one id, or a
+list of them), the decision names every one among its rules (the rules that granted it, or that
+refused it).
 
-Every case knows the line of the YAML where it starts, so failures and format errors name it as
-``file:line`` (the position comes from the YAML composer's node marks).
+A file is checked whole against its schema (:mod:`authz.casefile`, pydantic models) before it is
+run: every problem is reported at once, each with its path and the line of its YAML node. Every
+case knows the line of the YAML where it starts, so failures name it as ``file:line`` (the
+position comes from the YAML composer's node marks).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from authz import casefile
 from authz.client import Client
 from authz.decider import Decider
 from authz.decision import Decision, Request
@@ -29,12 +32,16 @@ from store.client import StoreClient
 from store.errors import StoreError
 from store.world import load_document
 
-CASE_KEYS = ("subject", "action", "resource", "context", "allow", "rule", "revision_at_least", "note")
-REF = re.compile(r"[a-z_]+:[^:\s]+\Z")
+CASE_KEYS = casefile.CASE_KEYS
 
 
 class CaseFileError(ValueError):
-    """A decision test file that is not in the format; names the file and the path inside it."""
+    """A decision test file that is not in the format: every problem, one per line, each naming the
+    file (and line) and the path inside it; ``problems`` holds them."""
+
+    def __init__(self, message: str, problems: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = tuple(problems) or (message,)
 
 
 @dataclass(frozen=True)
@@ -46,9 +53,14 @@ class Case:
     resource: str
     allow: bool
     context: dict[str, str] = field(default_factory=dict)
-    rule: str = ""
+    rules: tuple[str, ...] = ()  # rule ids the decision must name, every one
     revision_at_least: int = 0
     line: int = 0  # where the case starts in its file (1-based; 0: unknown)
+
+    @property
+    def rule(self) -> str:
+        """The expected rule ids as written for people: ``RP3``, ``P1, P7``; "" for none."""
+        return ", ".join(self.rules)
 
     @property
     def where(self) -> str:
@@ -86,7 +98,7 @@ class Result:
             return False
         if self.decision.allowed != self.case.allow:
             return False
-        if self.case.rule and self.case.rule not in self.decision.rules:
+        if not set(self.case.rules) <= set(self.decision.rules):
             return False
         return self.decision.revision >= self.case.revision_at_least
 
@@ -105,84 +117,40 @@ class TestFile:
     cases: tuple[Case, ...]
 
 
-def _fail(path: str, where: str, message: str) -> CaseFileError:
-    return CaseFileError(f"{path}: {where}: {message}")
-
-
 def case_lines(text: str | bytes) -> list[int]:
     """The line (1-based) where each item of the document's ``cases`` list starts; [] when the text
-    does not compose or has no such list (the loader then reports what is wrong with it)."""
-    import yaml
-
-    try:
-        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return []
-    if not isinstance(root, yaml.MappingNode):
-        return []
-    for key, value in root.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == "cases" and isinstance(value, yaml.SequenceNode):
-            return [item.start_mark.line + 1 for item in value.value]
-    return []
+    does not compose or has no such list."""
+    lines = casefile.node_lines(text)
+    found: list[int] = []
+    while ("cases", len(found)) in lines:
+        found.append(lines[("cases", len(found))])
+    return found
 
 
-def parse_cases(path: str, document: dict[str, Any], lines: list[int] | None = None) -> tuple[Case, ...]:
-    """The cases of a decision test file; ``lines`` (from :func:`case_lines`) places each one."""
-    raw = document.get("cases")
-    if raw is None:
-        return ()
-    if not isinstance(raw, list):
-        raise _fail(path, "cases", "must be a list of cases")
+def parse_cases(path: str, document: casefile.Document, lines: list[int] | None = None) -> tuple[Case, ...]:
+    """The cases of a checked decision test document; ``lines`` (from :func:`case_lines`) places each one."""
     cases = []
-    for i, item in enumerate(raw):
-        where = f"cases[{i}]"
-        line = lines[i] if lines is not None and i < len(lines) else 0
-        at = f"{path}:{line}" if line else path
-        if not isinstance(item, dict):
-            raise _fail(at, where, "must be a mapping with subject, action, resource and allow")
-        for key in item:
-            if key not in CASE_KEYS:
-                raise _fail(at, f"{where}.{key}", f"unknown key (allowed: {', '.join(CASE_KEYS)})")
-        for key in ("subject", "action", "resource", "allow"):
-            if key not in item:
-                raise _fail(at, f"{where}.{key}", "is required")
-        subject, resource = item["subject"], item["resource"]
-        if not isinstance(subject, str) or not (subject == "anonymous" or REF.match(subject)):
-            raise _fail(at, f"{where}.subject", f"{subject!r} must be kind:id or anonymous")
-        if not isinstance(resource, str) or not REF.match(resource):
-            raise _fail(at, f"{where}.resource", f"{resource!r} must be kind:id")
-        if not isinstance(item["action"], str):
-            raise _fail(at, f"{where}.action", "must be a string")
-        if not isinstance(item["allow"], bool):
-            raise _fail(at, f"{where}.allow", f"must be true or false, not {item['allow']!r}")
-        context = item.get("context") or {}
-        if not isinstance(context, dict) or not all(isinstance(k, str) for k in context):
-            raise _fail(at, f"{where}.context", "must be a mapping of names to values")
-        rule = item.get("rule") or ""
-        if not isinstance(rule, str):
-            raise _fail(at, f"{where}.rule", "must be a rule id like RP3")
-        at_least = item.get("revision_at_least", 0)
-        if not isinstance(at_least, int) or isinstance(at_least, bool) or at_least < 0:
-            raise _fail(at, f"{where}.revision_at_least", "must be a revision number")
+    for i, item in enumerate(document.cases):
         cases.append(
             Case(
                 file=path,
                 index=i,
-                subject=subject,
-                action=item["action"],
-                resource=resource,
-                allow=item["allow"],
-                context={str(k): str(v) for k, v in context.items()},
-                rule=rule,
-                revision_at_least=at_least,
-                line=line,
+                subject=item.subject,
+                action=item.action,
+                resource=item.resource,
+                allow=item.allow,
+                context=dict(item.context),
+                rules=tuple(item.rule),
+                revision_at_least=item.revision_at_least,
+                line=lines[i] if lines is not None and i < len(lines) else 0,
             )
         )
     return tuple(cases)
 
 
 def load_file(path: Path) -> TestFile:
-    """Read one decision test file; CaseFileError names the file and the path inside it."""
+    """Read one decision test file and check it whole; CaseFileError lists every problem, each with
+    the file, the line where known, and the path inside the document."""
     try:
         text = path.read_bytes()
         document = load_document(text, str(path))
@@ -190,10 +158,11 @@ def load_file(path: Path) -> TestFile:
         raise CaseFileError(f"{path}: cannot read: {exc.strerror}") from None
     except StoreError as exc:
         raise CaseFileError(str(exc)) from None
-    if "world" not in document:
-        raise _fail(str(path), "world", "is required")
-    name = document.get("name") or path.stem
-    return TestFile(str(path), str(name), document, parse_cases(str(path), document, case_lines(text)))
+    checked, problems = casefile.validate(document, text, str(path))
+    if checked is None:
+        raise CaseFileError("\n".join(problems), problems)
+    name = checked.name or path.stem
+    return TestFile(str(path), str(name), document, parse_cases(str(path), checked, case_lines(text)))
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:

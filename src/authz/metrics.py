@@ -9,8 +9,9 @@ when scraped.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -26,6 +27,7 @@ class DecisionMetrics:
     reload_failures: Counter
     refusals: Counter
     audit_failures: Counter
+    _children: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls) -> DecisionMetrics:
@@ -74,4 +76,20 @@ class DecisionMetrics:
             gauge.labels(value).set_function(partial(read, value))
 
     def record(self, action: str, allowed: bool) -> None:
-        self.decisions.labels("allow" if allowed else "deny", action).inc()
+        self._decided(action, allowed).inc()
+
+    def observe(self, method: str, seconds: float) -> None:
+        """One call of ``method`` answered in ``seconds`` (``authz_call_seconds``)."""
+        child = self._children.get(method)
+        if child is None:
+            child = self._children[method] = self.latency.labels(method)
+        child.observe(seconds)
+
+    def _decided(self, action: str, allowed: bool) -> Any:
+        # labels() locks and builds its key on every call: its children are kept here instead, one per
+        # (allowed, action) and method. Safe between threads: a race looks up the same child twice.
+        key = (allowed, action)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.decisions.labels("allow" if allowed else "deny", action)
+        return child

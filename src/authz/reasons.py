@@ -7,6 +7,7 @@ here too, so an author searching for a rule id finds the decision that cites it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,6 +89,13 @@ def describe(line: Line) -> str:
     return f"{line.rule} ({line.act} for {line.role} when {line.cond})"
 
 
+@functools.lru_cache(maxsize=4096)
+def granted_text(granted: tuple[Line, ...]) -> str:
+    """The lines that granted, as an allow's reason names them: made once per set of lines (a line's
+    text here is a function of what it compares equal by: its rule, action, role, condition, source)."""
+    return "; ".join(f"{describe(line)} at {line.source}" for line in granted)
+
+
 def decision_of(
     *,
     r: Request,
@@ -102,9 +110,7 @@ def decision_of(
     ref = target.facts["ref"]
     if verdict.allowed:
         granted = verdict.granted
-        reason = f"allowed: {r.subject} may {action} {ref} by " + "; ".join(
-            f"{describe(line)} at {line.source}" for line in granted
-        )
+        reason = f"allowed: {r.subject} may {action} {ref} by {granted_text(granted)}"
         return Decision(
             True,
             reason,
@@ -141,7 +147,7 @@ def decision_of(
             explanation=explanation,
         )
     roles = ", ".join(sorted(sub["roles"]))
-    rules = unique([line.rule for line in verdict.candidates if line.eft == "allow"])
+    rules, sources = allow_lines(verdict.candidates)
     notes = global_rules(sub, target)
     return Decision(
         False,
@@ -149,9 +155,30 @@ def decision_of(
         f"{action} is granted by {', '.join(rules) or 'no rule'})"
         + "".join(f"; {GLOBAL_NOTES[note]}" for note in notes),
         unique(["G1", *notes, *rules]),
-        unique([line.source for line in verdict.candidates if line.eft == "allow"]),
+        sources,
         explanation=explanation,
     )
+
+
+_allow_lines: dict[int, tuple[tuple[Line, ...], tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def allow_lines(candidates: tuple[Line, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The rule ids and sources of the allow lines among ``candidates`` (an action's lines), in order.
+
+    Made once per candidates tuple (the engine's index hands out the same tuple for an action until
+    the engine is replaced): kept by the tuple's identity, with the tuple, so that the id stays its
+    own; emptied when it grows past a bound (engines come and go with policy versions).
+    """
+    made = _allow_lines.get(id(candidates))
+    if made is not None and made[0] is candidates:
+        return made[1], made[2]
+    allow = [line for line in candidates if line.eft == "allow"]
+    rules, sources = unique([line.rule for line in allow]), unique([line.source for line in allow])
+    if len(_allow_lines) >= 4096:
+        _allow_lines.clear()
+    _allow_lines[id(candidates)] = (candidates, rules, sources)
+    return rules, sources
 
 
 GLOBAL_NOTES = {

@@ -21,6 +21,7 @@ Role tokens (their meaning is in policies/roles.csv):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "Resource",
     "Scope",
     "resource",
+    "resources",
     "subject",
     "subject_exists",
 ]
@@ -115,18 +117,28 @@ def _team_facts(team: Row) -> dict[str, Any]:
     }
 
 
-def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row) -> Resource | None:
+@dataclass(frozen=True)
+class _ProjectPart:
+    """What every resource of one project shares: the project's facts and scope."""
+
+    head: dict[str, Any]  # the facts before a row's creator (the order the explanation shows)
+    facts: dict[str, Any]  # those after it
+    scope: Scope
+    owner_kind: str
+    owner_id: str
+
+
+def _project_part(state: WorldState, project: Row) -> _ProjectPart | None:
     owner_kind, _, owner_id = project["owner"].partition(":")
-    facts: dict[str, Any] = {
-        **base,
+    head = {
         "project": project["id"],
         "visibility": project["visibility"],
         "personal": owner_kind == "user",
         "owner": project["owner"],
-        "creator": row.get("creator", ""),
-        "attributed_to": f"user:{row['attributed_to']}" if row.get("attributed_to") else "",
+    }
+    facts: dict[str, Any] = {
         "org": "", "team": "", "members_can_invite": False, "public_projects_disabled": False,
-        "storage_bucket": "", "team_members": frozenset(), "creator_in_team": False,
+        "storage_bucket": "", "team_members": frozenset(),
     }  # fmt: skip
     if owner_kind == "team":
         team = state.get("team", owner_id)
@@ -134,18 +146,63 @@ def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row)
             return None
         facts.update(_team_facts(team))
         facts["team_members"] = frozenset(state.team_members.get(owner_id, {}))
-        creator_kind, _, creator_id = facts["creator"].partition(":")
-        if creator_kind == "user":
-            facts["creator_in_team"] = creator_id in facts["team_members"]
-        elif creator_kind == "service_account":
-            account = state.get("service_account", creator_id)
-            facts["creator_in_team"] = account is not None and account["team"] == owner_id
         scope = Scope(org=team["org"], team=owner_id, project=project["id"])
     else:
         user = state.get("user", owner_id)
         facts["org"] = user["org"] if user else ""
         scope = Scope(org=facts["org"], project=project["id"], project_owner=project["owner"])
-    return Resource(facts, scope, project=project["id"])
+    return _ProjectPart(head, facts, scope, owner_kind, owner_id)
+
+
+def _with_row(state: WorldState, base: dict[str, Any], part: _ProjectPart, row: Row) -> Resource:
+    creator = row.get("creator", "")
+    creator_in_team = False
+    if part.owner_kind == "team":
+        creator_kind, _, creator_id = creator.partition(":")
+        if creator_kind == "user":
+            creator_in_team = creator_id in part.facts["team_members"]
+        elif creator_kind == "service_account":
+            account = state.get("service_account", creator_id)
+            creator_in_team = account is not None and account["team"] == part.owner_id
+    facts = {
+        **base,
+        **part.head,
+        "creator": creator,
+        "attributed_to": f"user:{row['attributed_to']}" if row.get("attributed_to") else "",
+        **part.facts,
+        "creator_in_team": creator_in_team,
+    }
+    return Resource(facts, part.scope, project=part.head["project"])
+
+
+def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row) -> Resource | None:
+    part = _project_part(state, project)
+    return None if part is None else _with_row(state, base, part, row)
+
+
+def resources(state: WorldState, kind: str) -> Iterator[tuple[str, Resource]]:
+    """Every resource of ``kind`` that exists, as :func:`resource` gives each, in id order; the
+    resources of one project share the work of reading it (for walks over a whole world)."""
+    if kind == "system":
+        yield "main", Resource({"kind": kind, "id": "main", "ref": f"{kind}:main"}, Scope())
+        return
+    table = "collection_version" if kind == "version" else kind
+    idents = sorted(key[0] for key in state.rows[table])
+    if kind not in CONTENT_KINDS:
+        for ident in idents:
+            found = resource(state, kind, ident)
+            if found is not None:
+                yield ident, found
+        return
+    parts: dict[str, _ProjectPart | None] = {}
+    for ident in idents:
+        row = state.rows[kind][(ident,)]
+        if row["project"] not in parts:
+            project = state.get("project", row["project"])
+            parts[row["project"]] = None if project is None else _project_part(state, project)
+        part = parts[row["project"]]
+        if part is not None:
+            yield ident, _with_row(state, {"kind": kind, "id": ident, "ref": f"{kind}:{ident}"}, part, row)
 
 
 def _in_registry(state: WorldState, base: dict[str, Any], kind: str, ident: str) -> Resource | None:

@@ -65,7 +65,11 @@ class ServerConfig:
     store_token: str = field(default="", repr=False)
     policies: Path = Path("policies")
     audit_log: Path | None = None
+    audit_redact_context: bool = False  # context keys only, no values, in the audit log
     max_workers: int = 32
+    # Decisions kept per (store revision, engine) and given again for the same request until either
+    # changes (authz/decider.py); 0: every call decides anew.
+    decision_cache: int = 10_000
     reload_interval: float = 0.25
     engine: str = "compiled"
     # Decision-test files every policy change must pass before it serves (and the policy at start).
@@ -79,6 +83,10 @@ class ServerConfig:
     # AuthZEN 1.0 over HTTP on HOST:PORT too (authz/http/), with the same decider, TLS files, token rule
     # (judged for this address), metrics and audit log; None: gRPC only.
     http: str | None = None
+    # The policy playground at /playground on that HTTP server (authz/http/playground/), offering
+    # playground_world to load; it evaluates on scratch engines and never writes the store or policies.
+    playground: bool = False
+    playground_world: Path | None = None
     # Transport: TLS with cert + key, mutual TLS with a client CA too. Without a certificate only a
     # loopback address is allowed, unless insecure (plain text anywhere, logged as a WARNING).
     tls_cert: Path | None = None
@@ -249,6 +257,8 @@ def _metadata_text(text: str) -> str:
 def create_server(config: ServerConfig) -> DecisionServer:
     """A started decision service; the policy must load (PolicyError otherwise)."""
     stores = config.stores  # a malformed store list is a ValueError before anything starts
+    if config.playground and config.http is None:
+        raise ValueError("the playground is served over HTTP: it needs an HTTP address (--http)")
     policy = load_policy(config.policies)
     gate = decision_test_gate(config.policy_tests, config.engine) if config.policy_tests else None
     if gate is not None and (failing := gate(policy)):
@@ -268,7 +278,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
         interceptors.append(security.token_interceptor(config.token))
     holder = EngineHolder(policy, engine_factory(config.engine))
     # An audit log that cannot be opened refuses the start (AuditLogError names it), before anything runs.
-    audit = AuditLog(config.audit_log) if config.audit_log else None
+    audit = AuditLog(config.audit_log, redact_context=config.audit_redact_context) if config.audit_log else None
     executor = futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="authz")
     server = grpc.server(
         executor,
@@ -298,7 +308,7 @@ def create_server(config: ServerConfig) -> DecisionServer:
             audit.close()
         raise
     replica = Replica(clients)
-    decider = Decider(replica, holder)
+    decider = Decider(replica, holder, cache=config.decision_cache)
     metrics = DecisionMetrics.create()
     authorizer_pb2_grpc.add_AuthorizerServicer_to_server(
         AuthorizerServicer(decider, audit=audit, metrics=metrics), server
@@ -377,12 +387,19 @@ def _serve_http(
             f"decision calls on {listen} need a token: set {security.TOKEN_ENV} or a token file "
             "(tokens are off by default on loopback only)"
         )
+    playground = None
+    if config.playground:
+        from authz.http.playground import PlaygroundConfig
+
+        playground = PlaygroundConfig(world=config.playground_world, engine=config.engine)
     app = create_app(decider, token=config.token if tokens else "", audit=audit, metrics=metrics,
-                     max_body=config.max_message_bytes)  # fmt: skip
+                     max_body=config.max_message_bytes, playground=playground)  # fmt: skip
     http = serve_http(app, HttpConfig(listen, cert=config.tls_cert, key=config.tls_key, client_ca=config.tls_client_ca,
                                       insecure=config.insecure, reuse_port=config.reuse_port))  # fmt: skip
     log.info("AuthZEN over HTTP on %s (%s, %s)", http.url, _transport(config),
              "tokens required" if tokens else "no token required")  # fmt: skip
+    if playground is not None:
+        log.info("policy playground on %s/playground", http.url)
     return http
 
 

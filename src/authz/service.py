@@ -118,8 +118,11 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
         started = time.perf_counter()
         check = request_of(request)
         decision = self.decider.check(check, timeout=_wait_budget(context))
-        self._audit(context, [(check, decision)])
-        self._measure("Check", started, [(check, decision)])
+        if self.audit is not None:
+            self.audit.record(context.peer(), [(check, decision)])
+        if self.metrics is not None:
+            self.metrics.observe("Check", time.perf_counter() - started)
+            self.metrics.record(check.action, decision.allowed)
         return response_of(decision)
 
     @_boundary
@@ -162,9 +165,15 @@ class AuthorizerServicer(authorizer_pb2_grpc.AuthorizerServicer):
             policy_version=page.policy_version,
         )  # fmt: skip
 
+    @_boundary
+    def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.ServicerContext) -> pb.GetPolicyResponse:
+        policy = self.decider.engines.policy
+        files = [pb.PolicyFile(name=name, content=text.encode()) for name, text in policy.texts]
+        return pb.GetPolicyResponse(policy_version=policy.version, files=files)
+
     def _measure(self, method: str, started: float, items: list[tuple[Request, Decision]]) -> None:
         if self.metrics is not None:
-            self.metrics.latency.labels(method).observe(time.perf_counter() - started)
+            self.metrics.observe(method, time.perf_counter() - started)
             for request, decision in items:
                 self.metrics.record(request.action, decision.allowed)
 

@@ -37,7 +37,14 @@ class _Marker:
 
 
 class DecodeGuard(grpc.ServerInterceptor):
-    """Undecodable requests get INVALID_ARGUMENT (see the module docstring)."""
+    """Undecodable requests get INVALID_ARGUMENT (see the module docstring).
+
+    The guarded handler of a method is made once and reused for every call (interceptors run per
+    call): it is kept while the inner handler is the same object.
+    """
+
+    def __init__(self) -> None:
+        self._guarded = HandlerCache()
 
     def intercept_service(
         self,
@@ -47,25 +54,56 @@ class DecodeGuard(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        method = handler_call_details.method
-        deserialize = handler.request_deserializer
+        return self._guarded.get(handler_call_details.method, handler, _guard)
 
-        def safe(data: bytes) -> Any:
-            try:
-                return deserialize(data)
-            except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
-                return _Marker(Undecodable(method, exc))
 
-        replaced: dict[str, Any] = {"request_deserializer": safe}
-        if handler.unary_unary is not None:
-            replaced["unary_unary"] = _unary(handler.unary_unary)
-        elif handler.unary_stream is not None:
-            replaced["unary_stream"] = _unary(handler.unary_stream)
-        elif handler.stream_unary is not None:
-            replaced["stream_unary"] = _streaming(handler.stream_unary)
-        elif handler.stream_stream is not None:
-            replaced["stream_stream"] = _streaming(handler.stream_stream)
-        return handler._replace(**replaced)  # type: ignore[attr-defined, no-any-return]
+class HandlerCache:
+    """The wrapped form of a method's handler, made once per (method, inner handler object).
+
+    Interceptors run on every call; building closures and a new handler each time costs more than
+    the lookup. An inner handler that is a new object each call (a refusal) is wrapped each time and
+    the cache is emptied when it grows past :data:`LIMIT` entries. Thread-safe: a race makes the
+    same wrapper twice, and either is right.
+    """
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[str, int], tuple[Handler, Handler]] = {}
+
+    def get(self, method: str, handler: Handler, wrap: Callable[[str, Handler], Handler]) -> Handler:
+        key = (method, id(handler))
+        made = self._made.get(key)
+        if made is not None and made[0] is handler:
+            return made[1]
+        wrapped = wrap(method, handler)
+        if len(self._made) >= self.LIMIT:
+            self._made = {}
+        self._made[key] = (handler, wrapped)  # the inner handler is kept alive, so its id stays its own
+        return wrapped
+
+
+def _guard(method: str, handler: Handler) -> Handler:
+    """``handler`` with a deserializer that never raises and a behaviour that refuses the marker."""
+    deserialize = handler.request_deserializer
+    assert deserialize is not None
+
+    def safe(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+            return _Marker(Undecodable(method, exc))
+
+    replaced: dict[str, Any] = {"request_deserializer": safe}
+    if handler.unary_unary is not None:
+        replaced["unary_unary"] = _unary(handler.unary_unary)
+    elif handler.unary_stream is not None:
+        replaced["unary_stream"] = _unary(handler.unary_stream)
+    elif handler.stream_unary is not None:
+        replaced["stream_unary"] = _streaming(handler.stream_unary)
+    elif handler.stream_stream is not None:
+        replaced["stream_stream"] = _streaming(handler.stream_stream)
+    return handler._replace(**replaced)  # type: ignore[attr-defined, no-any-return]
 
 
 def _unary(behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[[Any, grpc.ServicerContext], Any]:

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import grpc
 
+from servicekit.guard import HandlerCache
 from servicekit.text import EscapingFormatter
 
 if TYPE_CHECKING:
@@ -117,6 +118,7 @@ class CallLog(grpc.ServerInterceptor):
 
     def __init__(self, logger: str) -> None:
         self.log = logging.getLogger(logger)
+        self._logged = HandlerCache()  # each method's logged handler, made once
 
     def intercept_service(
         self,
@@ -126,7 +128,9 @@ class CallLog(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
+        return self._logged.get(handler_call_details.method, handler, self._wrap)
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._unary(method, handler.unary_unary))  # type: ignore[attr-defined, no-any-return]
         if handler.stream_unary is not None:

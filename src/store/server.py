@@ -29,12 +29,11 @@ from store.metrics import StoreMetrics
 from store.notify import RevisionChannel
 from store.schema import migrate
 from store.service import StoreServicer
+from store.token import DEFAULT_TOKEN_FILE, TOKEN_ENV
 from store.v1 import store_pb2, store_pb2_grpc
 
 log = logging.getLogger("store.server")
 
-TOKEN_ENV = "AUTHZ_STORE_TOKEN"  # noqa: S105 - the variable name, not a secret
-DEFAULT_TOKEN_FILE = Path("var/store.token")
 TOKEN_HINT = f"${TOKEN_ENV} or a token file"
 SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
 STORE_METHODS = f"/{SERVICE_NAME}/"  # the token guards these; health and reflection stay open
@@ -87,11 +86,6 @@ class StoreServer:
         self.db.dispose()
         if self.metrics_endpoint is not None:
             self.metrics_endpoint.stop()
-
-
-def read_token(token_file: Path | None = None) -> str:
-    """$AUTHZ_STORE_TOKEN, else the token file (default var/store.token), else empty."""
-    return tokens.read_token(TOKEN_ENV, token_file or DEFAULT_TOKEN_FILE)
 
 
 def ensure_token(token_file: Path = DEFAULT_TOKEN_FILE) -> str:

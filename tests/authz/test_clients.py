@@ -246,7 +246,7 @@ def test_every_call_has_a_deadline(flaky: tuple[Flaky, str]) -> None:
 
 
 def test_retry_policy_names_only_the_read_calls() -> None:
-    """The service config retries the four decision calls (reads) and nothing else of the service."""
+    """The service config retries every call of the service: each one is a read."""
     described = {m.name for m in authorizer_pb2.DESCRIPTOR.services_by_name["Authorizer"].methods}
     names = calls.SERVICE_CONFIG["methodConfig"][0]["name"]  # type: ignore[index]
     assert {n["method"] for n in names} == set(calls.IDEMPOTENT) == described

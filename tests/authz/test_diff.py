@@ -86,8 +86,7 @@ def _edit(files: dict[str, bytes], name: str, old: str, new: str) -> Policy:
 
 EDITS = [
     ("reports.csv", "p, RP3, report.edit, team:admin, True, allow", "p, RP3, report.edit, team:member, True, allow"),
-    ("projects.csv", "p, P1, project.view, team:view_only, r.obj.visibility != 'restricted', allow",
-     "p, P1, project.view, team:member, r.obj.visibility != 'restricted', allow"),
+    ("projects.csv", "p, P1, project.view, team:view_only,", "p, P1, project.view, team:member,"),
     ("roles.csv", "g, team:member, team:view_only", "g, team:member, team:view_only\ng, org:admin, team:admin"),
     ("runs.csv", "r.obj.creator == r.sub.ref", "r.obj.creator != r.sub.ref"),
     ("model_registry.csv", "r.ctx.alias in r.obj.protected_aliases", "r.ctx.alias not in r.obj.protected_aliases"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from authz import harness
 from authz.cli import main
 from tests.conftest import ROOT, TOKEN, Stack
 
@@ -121,3 +123,84 @@ def test_server_mode(stack: Stack) -> None:
     code, output = _run("--server", stack.address, "--store", store, str(DECISIONS), str(SPEC_EXAMPLE))
     assert code == 0, output
     assert output.strip().endswith(" 0 failed")
+
+
+SEVERAL_PROBLEMS = """\
+name: several problems
+world:
+  orgs:
+    - id: acme
+      users: [{id: amy, role: boss}, bob]
+  teams:
+    - id: vision
+      org: acme
+      members: {amy: admin, bob: null}
+      setings: {members_can_invite: true}
+  projects:
+    - {owner: team:vision, visibility: secret}
+  runs: r1
+cases:
+  - {subject: user:amy, action: run.view, resource: run:r1, allow: true}
+  - {subject: amy, action: run.view, resource: run:r1, allow: maybe}
+  - {subject: user:amy, action: run.view, resource: run:r1, allow: true, rul: E1}
+  - subject: user:bob
+    action: run.view
+    resource: r1
+    context: [x]
+  - not a case
+  - {subject: user:amy, action: 3, resource: run:r1, allow: false, rule: [E1, 7], revision_at_least: -1}
+extra: 1
+"""
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path: Path) -> None:
+    """A file with many problems names every one, each with file:line and its path (the schema's
+    check, authz/casefile.py), not only the first; unknown keys get a did-you-mean."""
+    bad = tmp_path / "several.yaml"
+    bad.write_text(SEVERAL_PROBLEMS)
+    expected = [
+        (5, "world.orgs[0].users[0].role: 'boss' is not one of admin, member, viewer"),
+        (9, "world.teams[0].members.bob: needs a role (view_only, member, admin or a custom role id)"),
+        (10, "world.teams[0].setings: unknown key; did you mean 'settings'?"),
+        (12, "world.projects[0].id: is required"),
+        (12, "world.projects[0].visibility: 'secret' is not one of team, restricted, public, open"),
+        (13, "world.runs: must be a list, not str"),
+        (16, "cases[1].subject: 'amy' must be kind:id or anonymous"),
+        (16, "cases[1].allow: must be true or false, not 'maybe'"),
+        (17, "cases[2].rul: unknown key; did you mean 'rule'?"),
+        (18, "cases[3].allow: is required"),  # missing: at the case that lacks it
+        (20, "cases[3].resource: 'r1' must be kind:id"),
+        (21, "cases[3].context: must be a mapping of names to values"),
+        (22, "cases[4]: must be a mapping with subject, action, resource and allow"),
+        (23, "cases[5].action: must be a string"),
+        (23, "cases[5].rule: must be a rule id like RP3, or a list of them"),
+        (23, "cases[5].revision_at_least: must be a revision number"),
+        (24, "extra: unknown key (allowed: name, world, cases)"),
+    ]
+    with pytest.raises(harness.CaseFileError) as caught:
+        harness.load_file(bad)
+    problems = caught.value.problems
+    assert len(problems) == len(expected), "\n".join(problems)
+    for line, text in expected:
+        assert any(p.startswith(f"{bad}:{line}: {text}") for p in problems), (line, text, problems)
+    code, output = _run(str(bad), str(SPEC_EXAMPLE))
+    assert code == 1
+    for line, text in expected:
+        assert f"{bad}:{line}: {text}" in output
+    assert output.strip().splitlines()[-1] == "3 passed, 1 failed"
+
+
+def test_a_case_may_name_several_rules(tmp_path: Path) -> None:
+    """`rule: [P1, P7]` passes only when the decision names every one of them."""
+    text = SPEC_EXAMPLE.read_text()
+    assert "allow: true, rule: RP3}" in text
+    both = tmp_path / "both.yaml"
+    both.write_text(text.replace("allow: true, rule: RP3}", "allow: true, rule: [RP3, P1]}"))
+    assert _run(str(both))[0] == 0
+    loaded = harness.load_file(both)
+    assert next(case.rules for case in loaded.cases if case.rules) == ("RP3", "P1")
+    one_wrong = tmp_path / "one-wrong.yaml"
+    one_wrong.write_text(text.replace("allow: true, rule: RP3}", "allow: true, rule: [RP3, P7]}"))
+    code, output = _run(str(one_wrong))
+    assert code == 1
+    assert "RP3, P7" in output

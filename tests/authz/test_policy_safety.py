@@ -112,7 +112,7 @@ def test_lint_reports_every_problem_at_once(tmp_path: Path) -> None:
     """Several problems in several files are all reported by one run, each on its own line."""
     directory = _copy(tmp_path)
     _replace("reports.csv", "r.obj.creator == r.sub.ref", "r.obj.creater == r.sub.ref")(directory)
-    _replace("runs.csv", "run.view, team:view_only", "run.view, team:viewonly")(directory)
+    _replace("runs.csv", "run.edit_workspace, team:member", "run.edit_workspace, team:viewonly")(directory)
     _write("zz.csv", "# nothing\n")(directory)
     result = CliRunner().invoke(main, ["policy", "lint", str(directory)])
     assert result.exit_code == 1

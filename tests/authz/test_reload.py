@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -10,8 +12,11 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.client import Client
+from authz.engines.holder import EngineHolder
+from authz.policy import load_policy
+from authz.reloader import PolicyReloader
 from authz.server import POLICY_HEALTH
-from tests.conftest import Stack
+from tests.conftest import ROOT, Stack
 
 REPORT_EDIT_ADMIN = "p, RP3, report.edit, team:admin, True, allow"
 CHECK = ("user:dave", "report.edit", "report:rep-weekly-vision")  # a member, not the creator
@@ -113,3 +118,65 @@ def test_broken_edit_keeps_the_last_good_policy(stack: Stack, caplog: object) ->
 
     _edit(reports, "p, RP3, report.edit, team:admin, r.obj.creator ==, allow", REPORT_EDIT_ADMIN)
     _wait_until(lambda: _policy_health(stack.address)[0] == health_pb2.HealthCheckResponse.SERVING, 2.0)
+
+
+def _reloader(tmp_path: Path, **options: float) -> tuple[PolicyReloader, Path]:
+    """A reloader over a copy of policies/ whose backstop check never comes in a test: only the
+    watcher's events can make it look."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    holder = EngineHolder(load_policy(policies))
+    return PolicyReloader(policies, holder, interval=0.05, backstop=3600, **options), policies
+
+
+def test_the_watcher_picks_up_edits_even_same_size_with_the_old_mtime(tmp_path: Path) -> None:
+    """A file event (watchfiles) wakes the reloader, which judges content by its hash: an edit is
+    picked up without polling, and so is a same-size edit whose modification time was put back."""
+    reloader, policies = _reloader(tmp_path)
+    reports = policies / "reports.csv"
+    version = reloader.holder.policy.version
+    reloader.start()
+    try:
+        time.sleep(0.3)  # the watcher is up
+        _edit(reports, REPORT_EDIT_ADMIN, REPORT_EDIT_ADMIN.replace("team:admin", "team:member"))
+        _wait_until(lambda: reloader.reloads == 1, 5.0)
+        assert reloader.events >= 1
+        assert reloader.holder.policy.version != version
+        assert reloader.holder.policy.text_of("reports.csv") == reports.read_text()
+
+        stat = reports.stat()
+        text = reports.read_text()
+        same_size = text.replace("r.obj.creator == r.sub.ref", "r.obj.creator != r.sub.ref", 1)
+        assert len(same_size) == len(text)
+        assert same_size != text
+        reports.write_text(same_size)
+        os.utime(reports, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert reports.stat().st_mtime_ns == stat.st_mtime_ns
+        assert reports.stat().st_size == stat.st_size
+        _wait_until(lambda: reloader.reloads == 2, 5.0)
+        assert reloader.holder.policy.text_of("reports.csv") == same_size
+        assert reloader.failures == 0
+    finally:
+        started = time.monotonic()
+        reloader.stop()
+        stopped = time.monotonic() - started
+    assert not reloader._thread.is_alive()
+    assert stopped < 1.0, f"the reloader took {stopped:.2f}s to stop"
+
+
+def test_an_emptied_file_seen_by_the_watcher_is_refused_once(tmp_path: Path) -> None:
+    """An emptied file seen by the watcher is refused (lint), never served; the refused content is
+    not judged again while it stays the same."""
+    reloader, policies = _reloader(tmp_path, settle=0.3)
+    version = reloader.holder.policy.version
+    reloader.start()
+    try:
+        time.sleep(0.3)
+        (policies / "reports.csv").write_text("")
+        _wait_until(lambda: reloader.failures == 1, 5.0)
+        assert reloader.holder.policy.version == version
+        assert "reports.csv" in reloader.error
+        time.sleep(0.5)
+        assert reloader.failures == 1
+    finally:
+        reloader.stop()

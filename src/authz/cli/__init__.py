@@ -3,6 +3,7 @@
 One module per command group: :mod:`~authz.cli.serving` (``serve``, ``up``),
 :mod:`~authz.cli.deciding` (``check``, ``test``), :mod:`~authz.cli.listing` (``list resources``,
 ``list subjects``), :mod:`~authz.cli.policy` (``policy lint``, ``policy matrix``),
+:mod:`~authz.cli.diffing` (``policy diff``, ``policy replay``),
 :mod:`~authz.cli.store` (``store serve|migrate|compact``, ``world load``),
 :mod:`~authz.cli.registry` (``registry migrate``); the options and helpers they share are in
 :mod:`~authz.cli.options`.
@@ -15,7 +16,7 @@ import sys
 
 import click
 
-from authz.cli import deciding, listing, policy, registry, serving, store
+from authz.cli import deciding, diffing, listing, policy, registry, serving, store
 
 __all__ = ["main", "run", "setup_worker_logging"]
 
@@ -47,6 +48,8 @@ main.add_command(deciding.check)
 main.add_command(deciding.test)
 main.add_command(listing.list_group)
 main.add_command(policy.policy)
+policy.policy.add_command(diffing.diff)
+policy.policy.add_command(diffing.replay)
 main.add_command(registry.registry)
 main.add_command(store.store)
 main.add_command(store.world)

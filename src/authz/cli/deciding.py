@@ -163,8 +163,9 @@ def _print_failures(failed: list[Any], broken: list[str]) -> None:
     from rich.table import Column, Table
 
     console = Console(stderr=False, width=200)
-    for message in broken:
-        console.print(f"[red]file error[/red] {message}", markup=True, highlight=False)
+    for message in broken:  # a file's problems, one per line: each line names its file:line
+        for problem in message.splitlines():
+            console.print(f"[red]file error[/red] {problem}", markup=True, highlight=False)
     if not failed:
         return
     # The case is file:line of its YAML, kept whole (never wrapped or cut) so that editors and terminals

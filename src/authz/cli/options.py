@@ -13,7 +13,7 @@ import grpc
 
 from authz.security import DEFAULT_TOKEN_FILE as DEFAULT_DECISION_TOKEN_FILE
 from authz.security import TOKEN_ENV as DECISION_TOKEN_ENV
-from store.server import DEFAULT_TOKEN_FILE, TOKEN_ENV, read_token
+from store.token import DEFAULT_TOKEN_FILE, TOKEN_ENV, read_token
 
 DEFAULT_STORE = "127.0.0.1:50052"
 DEFAULT_SERVER = "127.0.0.1:50051"

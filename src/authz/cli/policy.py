@@ -12,7 +12,7 @@ from authz.cli.options import read_policies_option
 
 @click.group()
 def policy() -> None:
-    """Policies: lint them offline, render the permission matrix."""
+    """Policies: lint them offline, render the permission matrix, diff an edit, replay an audit log."""
 
 
 @policy.command("matrix")

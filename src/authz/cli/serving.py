@@ -59,6 +59,12 @@ def policy_tests_option(default_help: str) -> Callable[[Any], Any]:
 @policies_option
 @token_file_option
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append decisions as JSON lines.")
+@click.option(
+    "--audit-redact-context",
+    is_flag=True,
+    help="Write context keys but not their values to the audit log (then `authz policy replay` can only "
+    "replay requests without context).",
+)
 @engine_option
 @click.option(
     "--workers",
@@ -91,18 +97,43 @@ def policy_tests_option(default_help: str) -> Callable[[Any], Any]:
     help="Also serve AuthZEN 1.0 over HTTP here: the same decisions, TLS files, loopback rule and token rule "
     "(judged for this address) as gRPC.",
 )
+@click.option(
+    "--playground",
+    is_flag=True,
+    help="Also serve the policy playground at /playground on the --http server: edit the policy and a world in "
+    "the browser, then check, test, diff, lint and see the matrix on a scratch engine (never the store or "
+    "the policy files). Its API needs the token wherever decision calls do.",
+)
+@click.option(
+    "--playground-world",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEMO_WORLD,
+    show_default=True,
+    help="World file (decision-test YAML) the playground offers to load (a small example when missing).",
+)
 @policy_tests_option("None by default.")
+@click.option(
+    "--decision-cache",
+    type=click.IntRange(0, 10_000_000),
+    default=10_000,
+    show_default=True,
+    help="Decisions kept per store revision and policy, answered again for the same request until either "
+    "changes; 0: off.",
+)
 def serve(
-    listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None, engine: str,
-    workers: int, tls_cert: Path | None, tls_key: Path | None, tls_client_ca: Path | None, insecure: bool,
+    listen: str, store_address: str, policies: Path, token_file: Path | None, audit_log: Path | None,
+    audit_redact_context: bool, engine: str, workers: int, tls_cert: Path | None, tls_key: Path | None,
+    tls_client_ca: Path | None, insecure: bool,
     require_token: bool, authz_token_file: Path | None, store_ca_file: Path | None, store_cert_file: Path | None,
     store_key_file: Path | None, store_tls: bool, log_format: str, metrics: str | None, metrics_port: int | None,
-    otel: bool, http_listen: str | None, policy_tests: tuple[Path, ...],
+    otel: bool, http_listen: str | None, playground: bool, playground_world: Path, policy_tests: tuple[Path, ...],
+    decision_cache: int,
 ) -> None:  # fmt: skip
     """Run the decision service: follow the store, answer Check, BatchCheck and the list calls.
 
     Listens on loopback in plain text by default; any other address needs --tls-cert and --tls-key
-    (or --insecure), and then decision calls need a bearer token.
+    (or --insecure), and then decision calls need a bearer token. --http adds AuthZEN over HTTP, and
+    --playground the policy playground on it (off unless asked).
     """
     from authz import security
     from authz import workers as processes
@@ -120,6 +151,8 @@ def serve(
     check_client_tls(store_cert_file, store_key_file, "store-")
     if http_listen is not None:
         check_http_flags(http_listen, tls_cert, tls_key, tls_client_ca, insecure)
+    elif playground:
+        raise click.UsageError("--playground is served over HTTP: give --http HOST:PORT too")
     # Each listener judges its own address (a token off loopback); one token serves both.
     wanted = True if require_token else None
     tokens = security.tokens_required(listen, wanted) or (
@@ -127,10 +160,12 @@ def serve(
     )
     config = ServerConfig(
         listen=listen, store=store_address, store_token=store_token(token_file), policies=policies,
-        audit_log=audit_log, engine=engine, tls_cert=tls_cert, tls_key=tls_key, tls_client_ca=tls_client_ca,
-        insecure=insecure, require_token=wanted, token=security.ensure_token(authz_token_file) if tokens else "",
+        audit_log=audit_log, audit_redact_context=audit_redact_context, engine=engine, tls_cert=tls_cert,
+        tls_key=tls_key, tls_client_ca=tls_client_ca, insecure=insecure, require_token=wanted,
+        token=security.ensure_token(authz_token_file) if tokens else "",
         store_ca=store_ca_file, store_cert=store_cert_file, store_key=store_key_file, store_tls=store_tls,
-        metrics=metrics, tracing=otel, http=http_listen, policy_tests=policy_tests,
+        metrics=metrics, tracing=otel, http=http_listen, policy_tests=policy_tests, playground=playground,
+        playground_world=playground_world if playground_world.is_file() else None, decision_cache=decision_cache,
     )  # fmt: skip
     try:
         load_policy(policies)
@@ -178,6 +213,12 @@ def serve(
     default=None,
     help="Also serve AuthZEN 1.0 over HTTP on this loopback port (0: any free one); the examples include curl calls.",
 )
+@click.option(
+    "--playground",
+    is_flag=True,
+    help="Also serve the policy playground at /playground on the HTTP port (any free one without --http-port): "
+    "edit the policy and the world in the browser, evaluated on a scratch engine, never the store or files.",
+)
 @observability_options  # the decision service's metrics on PORT, the store's on PORT+1
 @policy_tests_option(f"Default: {TESTS_DIR} when it exists.")
 def up(
@@ -191,6 +232,7 @@ def up(
     engine: str,
     require_token: bool,
     http_port: int | None,
+    playground: bool,
     log_format: str,
     metrics: str | None,
     metrics_port: int | None,
@@ -200,6 +242,7 @@ def up(
     """Start the store (SQLite by default) and the decision service, load the demo world, print examples.
 
     Both listen on loopback in plain text; --require-token makes decision calls need a token.
+    --http-port adds AuthZEN over HTTP, and --playground the policy playground on it.
     """
     from authz import security
     from authz.errors import PolicyError
@@ -210,6 +253,8 @@ def up(
     from store.server import StoreConfig, create_server, ensure_token
 
     metrics = observe(log_format, metrics, metrics_port)
+    if playground and http_port is None:
+        http_port = 0  # the playground is served over HTTP: any free loopback port, printed below
     token = ensure_token(DEFAULT_TOKEN_FILE)
     decision_token = security.ensure_token(DEFAULT_DECISION_TOKEN_FILE) if require_token else ""
     try:
@@ -241,6 +286,7 @@ def up(
                     listen=f"127.0.0.1:{port}", store=store_address, store_token=token, policies=policies,
                     audit_log=audit_log, engine=engine, require_token=require_token, token=decision_token,
                     http=f"127.0.0.1:{http_port}" if http_port is not None else None,
+                    playground=playground, playground_world=world if world.is_file() else None,
                     metrics=metrics, tracing=otel,
                     policy_tests=policy_tests or ((TESTS_DIR,) if TESTS_DIR.is_dir() else ()),
                 )
@@ -252,7 +298,7 @@ def up(
         decision_server.replica.wait_for(revision, 60)
         address = f"127.0.0.1:{decision_server.port}"
         http = decision_server.http_server.url if decision_server.http_server is not None else None
-        click.echo(_examples(address, store_address, tokens=require_token, http=http))
+        click.echo(_examples(address, store_address, tokens=require_token, http=http, playground=playground))
         wait_for_signal(decision_server.reopen_audit_log)
     except PolicyError as exc:
         raise click.ClickException(f"the policy does not load: {exc}") from None
@@ -277,7 +323,9 @@ def check_http_flags(
     check_listen_flags(http_listen, tls_cert, tls_key, tls_client_ca, insecure)
 
 
-def _examples(address: str, store_address: str, *, tokens: bool = False, http: str | None = None) -> str:
+def _examples(
+    address: str, store_address: str, *, tokens: bool = False, http: str | None = None, playground: bool = False
+) -> str:
     check = f".venv/bin/authz check --server {address}"
     header = ""
     tokens_note = ""
@@ -296,7 +344,7 @@ Try, in another shell:
   {check} anonymous report.view report:rep-benchmarks --json          # public project (RP1)
   grpcurl -plaintext {header}-d '{{"subject": {{"kind": "user", "id": "trent"}}, "action": "run.create",
       "resource": {{"kind": "project", "id": "platform-playground"}}}}' {address} authz.v1.Authorizer/Check
-{_http_examples(http, tokens) if http else ""}
+{_http_examples(http, tokens) if http else ""}{_playground_note(http, tokens) if http and playground else ""}
 Edit a file in policies/ and the service reloads it. Press Ctrl-C to stop."""
 
 
@@ -319,4 +367,14 @@ AuthZEN 1.0 over HTTP on {base} (OpenAPI: {base}/openapi.json):
       "action": {{"name": "report.view"}}, "resource": {{"type": "report"}}, "page": {{"limit": 2}}}}'
   {curl} {base}/access/v1/search/action -d '{{"subject": {{"type": "user", "id": "dave"}},
       "resource": {{"type": "model_registry", "id": "vision"}}, "context": {{"alias": "production"}}}}'
+"""
+
+
+def _playground_note(base: str, tokens: bool) -> str:
+    """Where `up --playground` serves the playground."""
+    token = f"\n  (paste the token of {DEFAULT_DECISION_TOKEN_FILE} into its token field)" if tokens else ""
+    return f"""
+Policy playground (edit the policy and the world, then Check, Tests, Matrix, Diff, Lint; nothing is saved):
+
+  open {base}/playground{token}
 """

@@ -14,7 +14,7 @@ from __future__ import annotations
 from authz.decider import Decider
 from authz.diff.affected import affected_actions
 from authz.diff.subjects import Subjects
-from authz.diff.walk import UNNAMED, Change, Outcome, Walk, reads_for
+from authz.diff.walk import UNNAMED, Change, Outcome, Walk, index_of, reads_for
 from authz.engines import engine_factory
 from authz.engines.holder import EngineHolder
 from authz.policy import Policy, custom_role_lines
@@ -38,9 +38,15 @@ def diff_policies(
                                        head.with_lines(custom_role_lines(head, roles))))  # fmt: skip
     before, after = deciders(state, base, head, engine)
     walk = Walk(state, before, after, limit)
+    reads_of = {action: reads_for(action, base, head) for action in affected}
+    for action, reads in reads_of.items():
+        for kind in (*index_of(base).applies_to(action), *index_of(head).applies_to(action)):
+            raw, relations = walk.reads_of_kind.setdefault(kind, (set(), set()))
+            raw |= reads.obj_raw
+            relations |= reads.relations
     everyone: dict[tuple[bool, frozenset[str]], Subjects] = {}
     for action in affected:
-        reads = reads_for(action, base, head)
+        reads = reads_of[action]
         how = ("teams" in reads.sub_raw, frozenset(reads.literals))
         subjects = everyone.get(how)
         if subjects is None:

@@ -22,6 +22,8 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from authz.engines.index import ActionIndex
+from authz.policy import Policy
 from authz.syntax import PARSER_LOCK, python_source
 
 IDENTITY = ("id", "ref")  # the subject facts that name one subject
@@ -134,4 +136,39 @@ def reads_of(conditions: Iterable[str], matcher: ast.Expression | None) -> Reads
         with PARSER_LOCK:
             tree = ast.parse(python_source(cond), mode="eval")
         _walk(reads, tree)
+    return reads
+
+
+_INDEXES: dict[int, tuple[Policy, ActionIndex]] = {}
+
+
+def index_of(policy: Policy) -> ActionIndex:
+    """The action index of ``policy``, built once for the few policies a diff compares."""
+    found = _INDEXES.get(id(policy))
+    if found is None or found[0] is not policy:
+        while len(_INDEXES) >= 8:
+            _INDEXES.pop(next(iter(_INDEXES)))
+        found = _INDEXES[id(policy)] = (policy, ActionIndex(policy))
+    return found[1]
+
+
+def reads_for(action: str, base: Policy, head: Policy) -> Reads:
+    """What the lines of ``action`` and of everything it requires first read, in both policies."""
+    seen: set[str] = set()
+    todo = [action]
+    conditions: list[str] = []
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for policy in (base, head):
+            index = index_of(policy)
+            conditions += [line.cond for line in index.candidates(current)]
+            todo += index.requires(current)
+    reads = reads_of(conditions, base.model.matcher if base.model else None)
+    if head.model is not None:
+        head_reads = reads_of((), head.model.matcher)
+        reads.obj_raw |= head_reads.obj_raw
+        reads.sub_raw |= head_reads.sub_raw
     return reads

@@ -32,6 +32,7 @@ class OutsiderClass:
 
     key: tuple[object, ...]
     members: tuple[Subject, ...]  # every subject of the class, insiders of a given scope included
+    member_set: frozenset[Subject]
 
 
 class Subjects:
@@ -70,7 +71,9 @@ class Subjects:
             merged: dict[tuple[object, ...], list[Subject]] = defaultdict(list)
             for (kind, admin, their_org, role, teams), members in self._partitions.items():
                 merged[(kind, admin, bool(org) and their_org == org, role, teams)].extend(members)
-            found = self._by_org[org] = [OutsiderClass(key, tuple(members)) for key, members in merged.items()]
+            found = self._by_org[org] = [
+                OutsiderClass(key, tuple(members), frozenset(members)) for key, members in merged.items()
+            ]
         return found
 
     def insiders(self, scope: Scope, kind: str, ident: str) -> set[Subject]:

@@ -21,23 +21,19 @@ decider, so each answer is what the service would say.
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+import operator
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from authz import resolver
 from authz.decider import Decider
 from authz.decision import Request
-from authz.diff.reads import Partners, Reads, reads_of
+from authz.diff.contexts import UNNAMED, Contexts, candidate_values, holds
+from authz.diff.reads import Reads, index_of, reads_for
 from authz.diff.subjects import OutsiderClass, Subject, Subjects, ref
-from authz.engines.index import ActionIndex
 from authz.policy import Policy
 from authz.state import WorldState
-
-UNNAMED = "~other"  # the context value no line names
-TABLES = {"version": "collection_version"}
 
 
 @dataclass(frozen=True)
@@ -62,94 +58,48 @@ class Outcome:
     affected: tuple[str, ...] = ()
 
 
-def _ids(state: WorldState, kind: str) -> list[str]:
-    if kind == "system":
-        return ["main"]
-    return sorted(key[0] for key in state.rows[TABLES.get(kind, kind)])
-
-
-def _values(value: object) -> list[str]:
-    if isinstance(value, frozenset | set):
-        return sorted(v for v in value if isinstance(v, str))
-    return [value] if isinstance(value, str) else []
-
-
-def candidate_values(partners: Partners, sub: dict[str, Any], facts: list[dict[str, Any]]) -> list[str]:
-    """The values a diff tries for a context key: those the lines compare it with, and one none names."""
-    values = set(partners.constants) | {UNNAMED}
-    for name in partners.obj:
-        for source in facts:
-            values.update(_values(source.get(name)))
-    for name in partners.sub:
-        values.update(_values(sub.get(name)))
-    return sorted(values)
-
-
-class _Contexts:
-    """The context values tried for one action, and the classes the lines cannot tell apart."""
-
-    def __init__(self, reads: Reads) -> None:
-        self.keys = sorted(reads.ctx)
-        self.partners: dict[str, Partners] = reads.ctx
-
-    def classes(
-        self, sub: dict[str, Any], facts: list[dict[str, Any]]
-    ) -> list[tuple[tuple[object, ...], dict[str, str], int]]:
-        """(feature, an example context, how many contexts have the feature) for one subject and resource."""
-        per_key: list[list[tuple[object, str, int]]] = []
-        for key in self.keys:
-            partners = self.partners[key]
-            grouped: dict[object, list[str]] = defaultdict(list)
-            for value in candidate_values(partners, sub, facts):
-                grouped[self._feature(partners, value, sub, facts)].append(value)
-            per_key.append([(feature, found[0], len(found)) for feature, found in grouped.items()])
-        found_classes = []
-        for combo in itertools.product(*per_key):
-            feature = tuple(item[0] for item in combo)
-            context = {key: item[1] for key, item in zip(self.keys, combo, strict=True)}
-            count = 1
-            for item in combo:
-                count *= item[2]
-            found_classes.append((feature, context, count))
-        return found_classes
-
-    def concrete(
-        self, sub: dict[str, Any], facts: list[dict[str, Any]], feature: tuple[object, ...]
-    ) -> Iterator[dict[str, str]]:
-        """Every context of this subject and resource whose class is ``feature``."""
-        per_key: list[list[str]] = []
-        for key, wanted in zip(self.keys, feature, strict=True):
-            partners = self.partners[key]
-            values = candidate_values(partners, sub, facts)
-            per_key.append([v for v in values if self._feature(partners, v, sub, facts) == wanted])
-        for combo in itertools.product(*per_key):
-            yield dict(zip(self.keys, combo, strict=True))
-
-    @staticmethod
-    def _feature(partners: Partners, value: str, sub: dict[str, Any], facts: list[dict[str, Any]]) -> object:
-        if partners.raw:
-            return value
-        constant = value if value in partners.constants else None
-        against_obj = tuple(_holds(value, source.get(name)) for name in sorted(partners.obj) for source in facts)
-        against_sub = tuple(_holds(value, sub.get(name)) for name in sorted(partners.sub))
-        return (constant, against_obj, against_sub)
-
-
-def _holds(value: str, fact: object) -> bool:
-    if isinstance(fact, frozenset | set):
-        return value in fact
-    return value == fact
-
-
-@dataclass
+@dataclass(eq=False)  # hashed by identity
 class _Group:
-    """Resources of one scope that the lines cannot tell apart, with a representative."""
+    """Resources of one class of scopes that the lines cannot tell apart, with a representative.
 
-    target: resolver.Resource
-    project: resolver.Resource | None
+    Scopes are alike when they give every subject the same facts: the same org, team, legacy
+    team, registry, personal owner and the same members added to the project (resolver.subject
+    reads nothing else of them), so the projects of one team with the same added members and the
+    same facts the lines read are one group.
+    """
+
+    target: resolver.Resource  # of ids[0]
+    project: resolver.Resource | None  # the project of ids[0]
     sig: tuple[object, ...] = ()
     ids: list[str] = field(default_factory=list)
     special: dict[str, set[Subject]] = field(default_factory=dict)  # resource id -> subjects it names
+    naming: Counter[Subject] = field(default_factory=Counter)  # subject -> how many of ids name it
+
+
+@dataclass
+class _Layout:
+    """The groups of one kind for one way of reading resources, shared by every action reading alike."""
+
+    groups: dict[tuple[object, ...], dict[tuple[object, ...], _Group]]
+    # (group, a subject resources name, the relations of the pair) -> the ids of those resources:
+    # alike unless the resource is the subject's own user or context values read its facts
+    specials: dict[tuple[_Group, Subject, tuple[bool, ...]], list[str]]
+    raw: tuple[str, ...]  # the raw facts a group's sig holds, per source (the resource, its project)
+    related: tuple[tuple[str, str], ...]  # the relations a special's tuple tests, per source
+    sources: int = 0  # facts sources per resource: 1, or 2 with a project
+
+    def picks(self, reads: Reads) -> tuple[list[int], list[int]]:
+        """Where the facts and relations ``reads`` reads sit in sigs and relation tuples."""
+        raw = [i for i, name in enumerate(self.raw) if name in reads.obj_raw]
+        related = [
+            i * self.sources + j for i, pair in enumerate(self.related) if pair in reads.relations
+            for j in range(self.sources)
+        ]  # fmt: skip
+        return raw, related
+
+
+def _identity(subject: Subject, name: str) -> str:
+    return ref(subject) if name == "ref" else subject[1]
 
 
 class Walk:
@@ -160,6 +110,14 @@ class Walk:
         self.outcome = Outcome()
         self.memo: dict[tuple[object, ...], tuple[bool, tuple[str, ...], bool, tuple[str, ...]]] = {}
         self._sub_keys: dict[tuple[object, ...], tuple[object, ...]] = {}
+        self._layouts: dict[tuple[object, ...], _Layout] = {}
+        self._insiders: dict[tuple[object, ...], set[Subject]] = {}
+        self._insider_sets: dict[tuple[object, ...], list[tuple[tuple[Subject, ...], frozenset[Subject]]]] = {}
+        self._projects: dict[str, resolver.Resource | None] = {}
+        self._relations: dict[tuple[object, ...], list[tuple[Subject, tuple[bool, ...]]]] = {}
+        # kind -> (raw resource facts, relations) that the lines of any affected action of the kind
+        # read: one layout per kind serves every action (finer groups than one action needs are exact)
+        self.reads_of_kind: dict[str, tuple[set[str], set[tuple[str, str]]]] = {}
 
     # -- deciding --
 
@@ -174,105 +132,220 @@ class Walk:
     # -- one action --
 
     def action(self, action: str, base: Policy, head: Policy, subjects: Subjects, reads: Reads) -> None:
-        kinds = list(dict.fromkeys((*ActionIndex(base).applies_to(action), *ActionIndex(head).applies_to(action))))
-        contexts = _Contexts(reads)
+        kinds = list(dict.fromkeys((*index_of(base).applies_to(action), *index_of(head).applies_to(action))))
+        contexts = Contexts(reads)
         for kind in kinds:
-            for scope, groups in self._groups(kind, reads, subjects).items():
-                org = scope.org
-                for group in groups.values():
-                    insiders = subjects.insiders(scope, kind, group.ids[0])
-                    for subject in sorted(insiders):
-                        self._generic(action, kind, group, [subject], reads, contexts)
-                    for outsiders in subjects.outsider_classes(org):
-                        members = [m for m in outsiders.members if m not in insiders]
-                        if members:
-                            self._generic(action, kind, group, members, reads, contexts)
-                    for ident in group.ids:
-                        for subject in sorted(group.special.get(ident, ())):
-                            self._special(action, kind, group, ident, subject, reads, contexts)
+            layout = self._layout(kind, reads, subjects)
+            # The layout may hold more than this action reads: memo keys keep only what it reads.
+            pick_raw, pick_related = layout.picks(reads)
+            alone = bool(contexts.keys) or kind == "user"
+            for (group, subject, relations), idents in layout.specials.items():
+                sig = (_pick(group.sig, pick_raw), tuple(relations[i] for i in pick_related))
+                if alone:
+                    for ident in idents:
+                        self._special(action, kind, group, sig, [ident], subject, reads, contexts)
+                else:
+                    self._special(action, kind, group, sig, idents, subject, reads, contexts)
+            unrelated = (False,) * len(pick_related)
+            for scope_key, found in layout.groups.items():
+                for group in found.values():
+                    sig = (_pick(group.sig, pick_raw), unrelated)
+                    insiders = self._insiders_of(subjects, scope_key, group)
+                    for members, member_set in self._insider_classes(subjects, scope_key, group, insiders, reads):
+                        self._generic(action, kind, group, sig, members, member_set, set(), reads, contexts)
+                    for outsiders in subjects.outsider_classes(group.target.scope.org):
+                        self._generic(action, kind, group, sig, outsiders.members, outsiders.member_set, insiders,
+                                      reads, contexts)  # fmt: skip
 
-    def _groups(
-        self, kind: str, reads: Reads, subjects: Subjects
-    ) -> dict[resolver.Scope, dict[tuple[object, ...], _Group]]:
-        groups: dict[resolver.Scope, dict[tuple[object, ...], _Group]] = defaultdict(dict)
-        raw = sorted(reads.obj_raw)
-        for ident in _ids(self.state, kind):
-            target = resolver.resource(self.state, kind, ident)
-            if target is None:
-                continue
-            project = resolver.resource(self.state, "project", target.project) if target.project else None
+    def _insiders_of(self, subjects: Subjects, scope_key: tuple[object, ...], group: _Group) -> set[Subject]:
+        key = (id(subjects), scope_key)
+        found = self._insiders.get(key)
+        if found is None:
+            found = self._insiders[key] = subjects.insiders(group.target.scope, group.target.facts["kind"],
+                                                            group.ids[0])  # fmt: skip
+        return found
+
+    def _insider_classes(
+        self, subjects: Subjects, scope_key: tuple[object, ...], group: _Group, insiders: set[Subject], reads: Reads
+    ) -> list[tuple[tuple[Subject, ...], frozenset[Subject]]]:
+        """The insiders of a class of scopes, in classes of equal read facts (a team's members by role,
+        say): each class is decided once. Not on a user resource, where ``self`` tells them apart, nor
+        where context values are compared with the subject's facts."""
+        target = group.target
+        if target.facts["kind"] == "user" or reads.literals or any(p.sub for p in reads.ctx.values()):
+            return [((subject,), frozenset((subject,))) for subject in sorted(insiders)]
+        key = (id(subjects), scope_key, tuple(sorted(reads.sub_raw)))
+        found = self._insider_sets.get(key)
+        if found is None:
+            by_key: dict[tuple[object, ...], list[Subject]] = {}
+            for subject in sorted(insiders):
+                by_key.setdefault(self._sub_key(subject, target, reads), []).append(subject)
+            found = self._insider_sets[key] = [(tuple(members), frozenset(members)) for members in by_key.values()]
+        return found
+
+    def _project(self, target: resolver.Resource) -> resolver.Resource | None:
+        if not target.project:
+            return None
+        if target.project not in self._projects:
+            self._projects[target.project] = resolver.resource(self.state, "project", target.project)
+        return self._projects[target.project]
+
+    def _scope_key(self, scope: resolver.Scope) -> tuple[object, ...]:
+        added = frozenset(self.state.project_members.get(scope.project, ())) if scope.project else None
+        return (scope.org, scope.team, scope.project_owner, scope.legacy_team, scope.registry, added)
+
+    def _layout(self, kind: str, reads: Reads, subjects: Subjects) -> _Layout:
+        """Group the resources of ``kind`` by class of scope and the raw facts the lines read."""
+        wide_raw, wide_relations = self.reads_of_kind.get(kind, (reads.obj_raw, reads.relations))
+        raw = tuple(sorted(wide_raw | reads.obj_raw))
+        relations = tuple(sorted(wide_relations | reads.relations))
+        cache_key = (kind, raw, relations)
+        layout = self._layouts.get(cache_key)
+        if layout is not None:
+            return layout
+        layout = self._layouts[cache_key] = _Layout({}, {}, raw, relations)
+        unknown_sources = True
+        scope_keys: dict[resolver.Scope, tuple[object, ...]] = {}
+        getter = operator.itemgetter(*raw) if len(raw) > 1 else None
+        for ident, target in resolver.resources(self.state, kind):
+            project = self._project(target)
             sources = [target.facts] + ([project.facts] if project is not None else [])
-            sig = tuple(tuple(_freeze(source.get(name)) for name in raw) for source in sources)
-            group = groups[target.scope].get(sig)
+            if unknown_sources:  # every resource of a kind has a project, or none has
+                layout.sources, unknown_sources = len(sources), False
+            sig = tuple(_facts(source, raw, getter) for source in sources)
+            scope_key = scope_keys.get(target.scope)
+            if scope_key is None:
+                scope_key = scope_keys[target.scope] = self._scope_key(target.scope)
+            found = layout.groups.setdefault(scope_key, {})
+            group = found.get(sig)
             if group is None:
-                group = groups[target.scope][sig] = _Group(target, project, sig)
+                group = found[sig] = _Group(target, project, sig)
             group.ids.append(ident)
-            named: set[Subject] = {("user", ident)} if kind == "user" else set()  # `self` on their own user
-            for fact, identity in reads.relations:
-                for source in sources:
-                    named |= subjects.matching(source.get(fact), identity)
-            if named:
-                group.special[ident] = named
-        return groups
+            values = tuple(_freeze(source.get(fact)) for fact, _ in relations for source in sources)
+            pairs = self._related(subjects, relations, len(sources), values)
+            if kind == "user":  # `self` on their own user
+                pairs = [*pairs, *self._related_pairs([("user", ident)], relations, len(sources), values)]
+            if pairs:
+                group.special[ident] = {subject for subject, _ in pairs}
+                for subject, related in pairs:
+                    group.naming[subject] += 1
+                    layout.specials.setdefault((group, subject, related), []).append(ident)
+        return layout
+
+    def _related(
+        self, subjects: Subjects, relations: tuple[tuple[str, str], ...], sources: int, values: tuple[object, ...]
+    ) -> list[tuple[Subject, tuple[bool, ...]]]:
+        """The subjects these relation facts name, each with which of the relations hold (cached: many
+        resources name the same few people)."""
+        key = (relations, sources, values)
+        found = self._relations.get(key)
+        if found is None:
+            named: set[Subject] = set()
+            for (_, identity), value in zip(_each(relations, sources), values, strict=True):
+                named |= subjects.matching(value, identity)
+            found = self._relations[key] = self._related_pairs(sorted(named), relations, sources, values)
+        return found
+
+    @staticmethod
+    def _related_pairs(
+        named: list[Subject], relations: tuple[tuple[str, str], ...], sources: int, values: tuple[object, ...]
+    ) -> list[tuple[Subject, tuple[bool, ...]]]:
+        each = _each(relations, sources)
+        return [
+            (subject, tuple(holds(_identity(subject, identity), value)
+                            for (_, identity), value in zip(each, values, strict=True)))
+            for subject in named
+        ]  # fmt: skip
 
     def _sub_key(self, subject: Subject, target: resolver.Resource, reads: Reads) -> tuple[object, ...]:
-        """The facts of ``subject`` the lines read, relative to the scope of ``target`` (cached per scope)."""
-        facts = target.facts
-        key = (subject, target.scope, facts["kind"], facts["id"] if facts["kind"] == "user" else "")
+        """The facts of ``subject`` the lines read, relative to the scope of ``target``.
+
+        Cached per class of scope: a subject's facts depend on a project only through whether it
+        was added to it (resolver.subject), so the projects of one team share an entry.
+        """
+        scope, facts = target.scope, target.facts
+        ref_ = ref(subject)
+        added = bool(scope.project) and ref_ in self.state.project_members.get(scope.project, ())
+        key = (subject, scope.org, scope.team, scope.project_owner, scope.legacy_team, scope.registry, added,
+               facts["kind"], facts["id"] if facts["kind"] == "user" else "")  # fmt: skip
         found = self._sub_keys.get(key)
         if found is None:
             sub = resolver.subject(self.state, subject[0], subject[1], target)
             found = self._sub_keys[key] = tuple((name, _freeze(sub.get(name))) for name in sorted(reads.sub_raw))
         return found
 
+    def _target(self, group: _Group, kind: str, ident: str) -> tuple[resolver.Resource, list[dict[str, Any]]]:
+        """The resource ``ident`` of ``group`` and the facts its lines read (its own, its project's)."""
+        if ident == group.ids[0]:
+            target, project = group.target, group.project
+        else:
+            found = resolver.resource(self.state, kind, ident)
+            assert found is not None
+            target, project = found, self._project(found)
+        return target, [target.facts] + ([project.facts] if project is not None else [])
+
     def _generic(
-        self, action: str, kind: str, group: _Group, members: list[Subject], reads: Reads, contexts: _Contexts
-    ) -> None:
-        """Decide the members of a class on the group's resources that do not name them."""
-        member_set = set(members)
-        spared = [(i, group.special.get(i, set()) & member_set) for i in group.ids]
-        pairs = len(members) * len(group.ids) - sum(len(named) for _, named in spared)
-        if pairs == 0:
-            return  # every resource names every member: all decided alone
-        rep, resource = next((m, i) for i, named in spared for m in members if m not in named)
-        target = resolver.resource(self.state, kind, resource)
-        assert target is not None
-        sources = [target.facts] + ([group.project.facts] if group.project is not None else [])
-        sub = resolver.subject(self.state, rep[0], rep[1], target)
+        self, action: str, kind: str, group: _Group, sig: tuple[object, ...], members: tuple[Subject, ...],
+        member_set: frozenset[Subject], excluded: set[Subject], reads: Reads, contexts: Contexts,
+    ) -> None:  # fmt: skip
+        """Decide the members of a class (but ``excluded``) on the group's resources that do not name them."""
+        total = len(group.ids)
+        if len(members) == 1:  # an insider
+            rep = members[0]
+            pairs = 0 if rep in excluded else total - group.naming.get(rep, 0)
+            if pairs <= 0:
+                return  # every resource names it: decided alone
+        else:
+            count = len(members) - sum(1 for subject in excluded if subject in member_set)
+            named = sum(n for subject, n in group.naming.items() if subject in member_set and subject not in excluded)
+            pairs = count * total - named
+            if pairs <= 0:
+                return  # every resource names every member: all decided alone
+            rep = next(m for m in members if m not in excluded and group.naming.get(m, 0) < total)
+        first = group.ids[0]
+        resource = first if rep not in group.special.get(first, ()) else next(
+            i for i in group.ids if rep not in group.special.get(i, ())
+        )  # fmt: skip
+        target, sources = self._target(group, kind, resource)
+        sub = resolver.subject(self.state, rep[0], rep[1], target) if contexts.keys else {}
         sub_key = self._sub_key(rep, target, reads)
-        unrelated = (False,) * (len(reads.relations) * len(sources))
-        for feature, context, count in contexts.classes(sub, sources):
-            key = (action, kind, sub_key, group.sig, feature, unrelated)
+        for feature, context, classes in contexts.classes(sub, sources):
+            key = (action, kind, sub_key, sig, feature)
             decided = self.memo.get(key)
             if decided is None:
                 decided = self.memo[key] = self._decide(rep, action, kind, resource, context)
             if decided[0] != decided[2]:
-                self._count(action, decided, pairs * count)
-                self._list_generic(action, kind, group, members, feature, decided, contexts)
+                self._count(action, decided, pairs * classes)
+                self._list_generic(action, kind, group, members, excluded, feature, decided, contexts)
 
     def _special(
-        self, action: str, kind: str, group: _Group, ident: str, subject: Subject, reads: Reads, contexts: _Contexts
-    ) -> None:
-        """A subject on a resource that names it (its creator, say): decided on its own relations."""
-        target = resolver.resource(self.state, kind, ident)
-        assert target is not None
-        sources = [target.facts] + ([group.project.facts] if group.project is not None else [])
-        sub = resolver.subject(self.state, subject[0], subject[1], target)
-        relations = tuple(
-            _holds(str(sub.get(identity)), source.get(fact)) for fact, identity in sorted(reads.relations)
-            for source in sources
-        )  # fmt: skip
+        self, action: str, kind: str, group: _Group, sig: tuple[object, ...], idents: list[str], subject: Subject,
+        reads: Reads, contexts: Contexts,
+    ) -> None:  # fmt: skip
+        """A subject on resources that name it (their creator, say): decided on its own relations.
+
+        Its facts relative to a resource are those relative to any resource of the group (the same
+        class of scope), so one decision serves every id, except on a user resource (``self``) and
+        where context values read facts: then ``idents`` holds one id.
+        """
+        if contexts.keys or kind == "user":
+            target, sources = self._target(group, kind, idents[0])
+        else:
+            target, sources = group.target, []
+        sub = resolver.subject(self.state, subject[0], subject[1], target) if contexts.keys else {}
         sub_key = self._sub_key(subject, target, reads)
         for feature, context, count in contexts.classes(sub, sources):
-            key = (action, kind, sub_key, group.sig, feature, relations)
+            key = (action, kind, sub_key, sig, feature)
             decided = self.memo.get(key)
             if decided is None:
-                decided = self.memo[key] = self._decide(subject, action, kind, ident, context)
+                decided = self.memo[key] = self._decide(subject, action, kind, idents[0], context)
             if decided[0] != decided[2]:
-                self._count(action, decided, count)
-                for concrete in contexts.concrete(sub, sources, feature):
-                    self._emit(Change(ref(subject), action, f"{kind}:{ident}", concrete, decided[0], decided[2],
-                                      decided[1], decided[3]))  # fmt: skip
+                self._count(action, decided, count * len(idents))
+                for ident in idents:
+                    for concrete in contexts.concrete(sub, sources, feature):
+                        if not self._emit(Change(ref(subject), action, f"{kind}:{ident}", concrete, decided[0],
+                                                 decided[2], decided[1], decided[3])):  # fmt: skip
+                            return
 
     # -- results --
 
@@ -291,52 +364,50 @@ class Walk:
         return True
 
     def _list_generic(
-        self, action: str, kind: str, group: _Group, members: list[Subject], feature: tuple[object, ...],
-        decided: tuple[bool, tuple[str, ...], bool, tuple[str, ...]], contexts: _Contexts,
+        self, action: str, kind: str, group: _Group, members: tuple[Subject, ...], excluded: set[Subject],
+        feature: tuple[object, ...], decided: tuple[bool, tuple[str, ...], bool, tuple[str, ...]],
+        contexts: Contexts,
     ) -> None:  # fmt: skip
         if self.limit is not None and len(self.outcome.changes) >= self.limit:
             self.outcome.truncated = True
             return
-        sources_of: dict[str, list[dict[str, Any]]] = {}
         for ident in group.ids:
-            target = resolver.resource(self.state, kind, ident)
-            assert target is not None
-            sources_of[ident] = [target.facts] + ([group.project.facts] if group.project is not None else [])
+            named = group.special.get(ident, ())
+            target, sources = self._target(group, kind, ident) if contexts.keys else (group.target, [])
             for member in members:
-                if member in group.special.get(ident, ()):
+                if member in excluded or member in named:
                     continue
-                sub = resolver.subject(self.state, member[0], member[1], target)
-                for context in contexts.concrete(sub, sources_of[ident], feature):
+                sub = resolver.subject(self.state, member[0], member[1], target) if contexts.keys else {}
+                for context in contexts.concrete(sub, sources, feature):
                     change = Change(ref(member), action, f"{kind}:{ident}", context, decided[0], decided[2],
                                     decided[1], decided[3])  # fmt: skip
                     if not self._emit(change):
                         return
 
 
+def _facts(source: dict[str, Any], names: tuple[str, ...], getter: Any) -> tuple[object, ...]:
+    """The values of ``names`` in ``source`` (None where it has none), hashable."""
+    if getter is not None:
+        try:
+            found = getter(source)
+            hash(found)
+            return found  # type: ignore[no-any-return]
+        except (KeyError, TypeError):
+            pass
+    return tuple(_freeze(source.get(name)) for name in names)
+
+
+def _each(relations: tuple[tuple[str, str], ...], sources: int) -> list[tuple[str, str]]:
+    """Each relation once per facts source, in the order relation tuples hold them."""
+    return [pair for pair in relations for _ in range(sources)]
+
+
+def _pick(sig: tuple[object, ...], where: list[int]) -> tuple[object, ...]:
+    return tuple(tuple(part[i] for i in where) for part in sig)  # type: ignore[index]
+
+
 def _freeze(value: object) -> object:
     return frozenset(value) if isinstance(value, set) else value
 
 
-def reads_for(action: str, base: Policy, head: Policy) -> Reads:
-    """What the lines of ``action`` and of everything it requires first read, in both policies."""
-    seen: set[str] = set()
-    todo = [action]
-    conditions: list[str] = []
-    while todo:
-        current = todo.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for policy in (base, head):
-            index = ActionIndex(policy)
-            conditions += [line.cond for line in index.candidates(current)]
-            todo += index.requires(current)
-    reads = reads_of(conditions, base.model.matcher if base.model else None)
-    if head.model is not None:
-        head_reads = reads_of((), head.model.matcher)
-        reads.obj_raw |= head_reads.obj_raw
-        reads.sub_raw |= head_reads.sub_raw
-    return reads
-
-
-__all__ = ["UNNAMED", "Change", "Outcome", "OutsiderClass", "Walk", "candidate_values", "reads_for"]
+__all__ = ["UNNAMED", "Change", "Outcome", "OutsiderClass", "Walk", "candidate_values", "index_of", "reads_for"]

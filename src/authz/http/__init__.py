@@ -13,7 +13,9 @@ decision at the same revision:
 * :mod:`~authz.http.app`: the ASGI app (routes, the bearer token, the one error boundary, audit
   and metrics), and :mod:`~authz.http.openapi`, its OpenAPI document;
 * :mod:`~authz.http.server`: uvicorn on its own thread, bound as the gRPC server binds (TLS,
-  loopback unless ``--insecure``, exclusive unless ``--workers``), stopped with the service.
+  loopback unless ``--insecure``, exclusive unless ``--workers``), stopped with the service;
+* :mod:`~authz.http.playground`: with ``--playground``, a web page for policy authors on the same
+  app (editors, and Check, Tests, Matrix, Diff, Lint on a scratch engine), its API behind the token.
 
 It is a front end: it imports the decision core and nothing imports it but the server factory.
 """

@@ -3,7 +3,8 @@
 Routes (the spec's default paths): ``POST /access/v1/evaluation``, ``/access/v1/evaluations``,
 ``/access/v1/search/subject``, ``/search/resource``, ``/search/action``; ``GET
 /.well-known/authzen-configuration`` (the PDP metadata) and ``GET /openapi.json`` (this API's
-OpenAPI document), which stay open like gRPC health and reflection.
+OpenAPI document), which stay open like gRPC health and reflection. With ``--playground``, the
+policy playground too (:mod:`authz.http.playground`): its page open, its API behind the token.
 
 Statuses, as the spec's HTTPS binding says: 200 for every decision, allowed or denied; 400 with a
 message naming the field for a missing or mistyped field, a body that is empty or not JSON, or a
@@ -47,6 +48,7 @@ from authz.decider import Decider
 from authz.decision import Decision, Request
 from authz.errors import AuthzError, InvalidRequest, NotReady, PolicyError, RevisionUnavailable, Unauthenticated
 from authz.http import documents, evaluations, openapi, search
+from authz.http.playground import PlaygroundConfig
 from authz.metrics import LATENCY_BUCKETS, DecisionMetrics
 from servicekit import tokens
 from servicekit.text import clip, clip_message
@@ -259,9 +261,10 @@ class RequestId:
 
 def create_app(
     decider: Decider, *, token: str = "", audit: AuditLog | None = None, metrics: DecisionMetrics | None = None,
-    max_body: int = MAX_BODY, wait: float = MAX_WAIT,
+    max_body: int = MAX_BODY, wait: float = MAX_WAIT, playground: PlaygroundConfig | None = None,
 ) -> Starlette:  # fmt: skip
-    """The AuthZEN app over ``decider``. ``token``: the bearer token decision calls need (empty: none)."""
+    """The AuthZEN app over ``decider``. ``token``: the bearer token decision calls need (empty: none).
+    ``playground``: also serve the policy playground at /playground (its API behind the same token)."""
     front = Front(decider, token=token, audit=audit, metrics=metrics, max_body=max_body, wait=wait)
     handlers: dict[str, Handler] = {
         "access_evaluation_endpoint": front.evaluation,
@@ -276,4 +279,8 @@ def create_app(
     ]
     routes.append(Route(METADATA_PATH, front.guarded("metadata", front.metadata, protected=False), methods=["GET"]))
     routes.append(Route(OPENAPI_PATH, front.guarded("openapi", front.openapi, protected=False), methods=["GET"]))
+    if playground is not None:
+        from authz.http.playground.routes import playground_routes  # loads the tools only when asked
+
+        routes += playground_routes(front, playground)
     return Starlette(routes=routes, middleware=[Middleware(RequestId)])

@@ -81,6 +81,11 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler :func:`configure` installs (and replaces when called again)."""
 
 
+# Libraries that announce routine steps at INFO on every start (Alembic lists each of its plugins,
+# when it is first imported, which may be before a command sets its log format): WARNING and up only.
+QUIET = ("alembic.runtime.plugins",)
+
+
 def configure(log_format: str = "text", verbose: bool = False, stream: IO[str] | None = None) -> None:
     """Log to ``stream`` (default stderr) in ``log_format`` (``text`` or ``json``), DEBUG with ``verbose``.
 
@@ -100,6 +105,8 @@ def configure(log_format: str = "text", verbose: bool = False, stream: IO[str] |
     handler.addFilter(_RequestFields())
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def say(logger: str, line: str, level: int = logging.INFO) -> None:

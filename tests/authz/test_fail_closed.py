@@ -18,6 +18,13 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
     raise RuntimeError("injected fault")
 
 
+@pytest.fixture(autouse=True)
+def _decide_every_call(stack: Stack) -> None:
+    """These tests inject faults into the decision path itself, so every call must take it: the decision
+    cache (which would answer a repeated request from before the fault) is off here."""
+    stack.decision.decider.cache = 0
+
+
 @pytest.mark.parametrize(
     ("target", "name"),
     [(resolver, "resource"), (resolver, "subject"), (CompiledEngine, "evaluate"), (CasbinEngine, "evaluate")],

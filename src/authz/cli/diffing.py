@@ -8,8 +8,9 @@ or audit log, an unreachable service), printed as one line naming what and where
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -18,6 +19,7 @@ from authz.cli.options import DEFAULT_SERVER, DEFAULT_STORE, DEFAULT_TOKEN_FILE,
 if TYPE_CHECKING:
     from authz.state import WorldState
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 EXIT_CHANGED = 1
 EXIT_ERROR = 2
 
@@ -27,19 +29,22 @@ def _fail(message: str) -> NoReturn:
     sys.exit(EXIT_ERROR)
 
 
+def _head_option(text: str) -> Callable[[_F], _F]:
+    return click.option("--head", "head_dir", type=click.Path(file_okay=False, path_type=Path),
+                        default=Path("policies"), show_default=True, help=text)  # fmt: skip
+
+
+def _world_option(text: str) -> Callable[[_F], _F]:
+    return click.option("--world", type=click.Path(dir_okay=False, path_type=Path), default=None, help=text)
+
+
 @click.command("diff")
 @click.option("--base", default=None, metavar="DIR|GITREF",
               help="The policy before the edit: a directory, or a git ref whose files of the --head directory "
               "are read (e.g. main, origin/main, HEAD~1). Default: HEAD with --world; the policy the decision "
               "service at --server serves with --store.")  # fmt: skip
-@click.option("--head", "head_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("policies"),
-              show_default=True, help="The policy after the edit (a directory).")  # fmt: skip
-@click.option(
-    "--world",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Compare on this world (the YAML of the decision-test format).",
-)
+@_head_option("The policy after the edit (a directory).")
+@_world_option("Compare on this world (the YAML of the decision-test format).")
 @click.option(
     "--store",
     "store_address",
@@ -125,14 +130,8 @@ def _store_world(address: str, token_file: Path | None) -> WorldState:
 
 @click.command("replay")
 @click.argument("audit_log", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--head", "head_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("policies"),
-              show_default=True, help="The policy to re-decide with.")  # fmt: skip
-@click.option(
-    "--world",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Re-decide on this world instead of a store.",
-)
+@_head_option("The policy to re-decide with (a directory).")
+@_world_option("Re-decide on this world (the YAML of the decision-test format) instead of a store.")
 @click.option(
     "--store",
     "store_address",
@@ -160,8 +159,8 @@ def replay(
 
     Each distinct request (subject, action, resource, context) is decided once at the world's current
     revision and weighted by how often the log asked it; the answer recorded is compared with the new
-    one. Requests logged with their context redacted (serve --audit-redact-context) are replayed
-    without it and counted apart. Exit 0, 1 (flips with --fail-on-change) or 2 (an error).
+    one. Requests logged with their context redacted (serve --audit-redact-context) that had context
+    are counted, not replayed. Exit 0, 1 (flips with --fail-on-change) or 2 (an error).
     """
     from authz.diff import replay as replaying
     from authz.diff import sources

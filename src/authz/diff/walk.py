@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import operator
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,6 +97,9 @@ class _Layout:
             for j in range(self.sources)
         ]  # fmt: skip
         return raw, related
+
+
+Decided = tuple[bool, tuple[str, ...], bool, tuple[str, ...]]  # allowed and rules before, after
 
 
 def _identity(subject: Subject, name: str) -> str:
@@ -307,16 +311,26 @@ class Walk:
             i for i in group.ids if rep not in group.special.get(i, ())
         )  # fmt: skip
         target, sources = self._target(group, kind, resource)
-        sub = resolver.subject(self.state, rep[0], rep[1], target) if contexts.keys else {}
-        sub_key = self._sub_key(rep, target, reads)
-        for feature, context, classes in contexts.classes(sub, sources):
+        for feature, _, classes, decided in self._changed(rep, action, kind, resource, target, sources, sig, reads,
+                                                           contexts):  # fmt: skip
+            self._count(action, decided, pairs * classes)
+            self._list_generic(action, kind, group, members, excluded, feature, decided, contexts)
+
+    def _changed(
+        self, subject: Subject, action: str, kind: str, ident: str, target: resolver.Resource,
+        sources: list[dict[str, Any]], sig: tuple[object, ...], reads: Reads, contexts: Contexts,
+    ) -> Iterator[tuple[tuple[object, ...], dict[str, Any], int, Decided]]:  # fmt: skip
+        """For each class of context values whose decision changes: (the class, the subject's facts, how
+        many context values it has, the decisions). Memoised on all a decision can depend on."""
+        sub = resolver.subject(self.state, subject[0], subject[1], target) if contexts.keys else {}
+        sub_key = self._sub_key(subject, target, reads)
+        for feature, context, count in contexts.classes(sub, sources):
             key = (action, kind, sub_key, sig, feature)
             decided = self.memo.get(key)
             if decided is None:
-                decided = self.memo[key] = self._decide(rep, action, kind, resource, context)
+                decided = self.memo[key] = self._decide(subject, action, kind, ident, context)
             if decided[0] != decided[2]:
-                self._count(action, decided, pairs * classes)
-                self._list_generic(action, kind, group, members, excluded, feature, decided, contexts)
+                yield feature, sub, count, decided
 
     def _special(
         self, action: str, kind: str, group: _Group, sig: tuple[object, ...], idents: list[str], subject: Subject,
@@ -332,20 +346,14 @@ class Walk:
             target, sources = self._target(group, kind, idents[0])
         else:
             target, sources = group.target, []
-        sub = resolver.subject(self.state, subject[0], subject[1], target) if contexts.keys else {}
-        sub_key = self._sub_key(subject, target, reads)
-        for feature, context, count in contexts.classes(sub, sources):
-            key = (action, kind, sub_key, sig, feature)
-            decided = self.memo.get(key)
-            if decided is None:
-                decided = self.memo[key] = self._decide(subject, action, kind, idents[0], context)
-            if decided[0] != decided[2]:
-                self._count(action, decided, count * len(idents))
-                for ident in idents:
-                    for concrete in contexts.concrete(sub, sources, feature):
-                        if not self._emit(Change(ref(subject), action, f"{kind}:{ident}", concrete, decided[0],
-                                                 decided[2], decided[1], decided[3])):  # fmt: skip
-                            return
+        for feature, sub, count, decided in self._changed(subject, action, kind, idents[0], target, sources, sig,
+                                                          reads, contexts):  # fmt: skip
+            self._count(action, decided, count * len(idents))
+            for ident in idents:
+                for concrete in contexts.concrete(sub, sources, feature):
+                    if not self._emit(Change(ref(subject), action, f"{kind}:{ident}", concrete, decided[0],
+                                             decided[2], decided[1], decided[3])):  # fmt: skip
+                        return
 
     # -- results --
 

@@ -290,8 +290,12 @@ def test_idle_store_keeps_the_replica_connected(tmp_path: Path) -> None:
     decision = _decision(port)
     replica = decision.replica
     try:
-        assert replica.wait_for(revision, 20)
+        assert replica.wait_for(revision, 20)  # the snapshot is loaded; the Watch stream is opened next
         _until(lambda: replica.connected, 5)
+        synced = time.monotonic()
+        # Contact after the snapshot can only come on the Watch stream: once there is some, it is open,
+        # and any stream the replica opens from now on is a reconnect.
+        _until(lambda: replica.last_contact > synced, 5)
         counted = _Counted(replica.client)  # type: ignore[arg-type]
         start = time.monotonic()
         while time.monotonic() - start < 4.5:

@@ -15,8 +15,9 @@
     (`--http-only` runs just this, on the demo world);
 (f) `--vs-ceiling` runs just this: the decision service against the Python ceiling (bench/ceiling.py,
     a minimal grpc server answering the same Check/BatchCheck from a dict, as many processes as
-    `--workers`), same load generator, same requests, same run, alternating: Check at concurrency
-    1 and 16, BatchCheck of 50 at concurrency 16; each figure and its ratio to the ceiling's.
+    `--workers` of `--threads` threads), same load generator, same requests, same run, alternating:
+    Check at concurrency 1 and 16, BatchCheck of 50 at concurrency 16; each figure and its ratio to
+    the ceiling's. `--uncached` also measures a service with its decision cache off in the same rows.
 
 Servers run as separate processes on loopback; the load generator is this process (grpc.aio; for
 HTTP a raw asyncio HTTP/1.1 client, one keep-alive connection per concurrent caller), sharing the
@@ -422,13 +423,13 @@ def http_vs_grpc(
 
 
 @contextmanager
-def ceiling_server(answers: Path, workers: int, tmp: Path) -> Iterator[tuple[str, int]]:
-    """bench/ceiling.py on a free port with ``workers`` processes: (address, pid)."""
+def ceiling_server(answers: Path, workers: int, tmp: Path, threads: int = 32) -> Iterator[tuple[str, int]]:
+    """bench/ceiling.py on a free port with ``workers`` processes of ``threads`` threads: (address, pid)."""
     address = f"127.0.0.1:{free_port()}"
     with (tmp / "ceiling.log").open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--listen", address, "--answers", str(answers),
-             "--workers", str(workers)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+             "--workers", str(workers), "--max-workers", str(threads)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
         wait_serving(address, 60)
@@ -456,22 +457,35 @@ def vs_ceiling(
     rounds: int,
     serve_args: tuple[str, ...],
     baseline: Path | None = None,
+    threads: int = 32,
+    uncached: bool = False,
 ) -> dict[str, Any]:
-    """(f): the decision service and the dict ceiling, one after the other for each row, ``rounds`` times;
-    with ``baseline`` (a copy of src/ with older code), that code's service too, in the same run."""
+    """(f): the decision service and the dict ceiling, one after the other for each row, ``rounds`` times.
+
+    Both run ``workers`` processes of ``threads`` threads. With ``uncached``, a second decision service
+    with its decision cache off (every call decides) is measured in the same rows; with ``baseline`` (a
+    copy of src/ with older code), that code's service too.
+    """
     import ceiling
 
     checks = messages(requests)
-    out: dict[str, Any] = {"workers": workers, "serve_args": list(serve_args), "rows": []}
+    serve_args = ("--threads", str(threads), *serve_args)
+    out: dict[str, Any] = {"workers": workers, "threads": threads, "serve_args": list(serve_args), "rows": []}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as servers:
         tmp = Path(tmp_name)
-        old: tuple[str, int] | None = None
+        others: list[tuple[str, str, int]] = []  # (label, address, pid) of the services measured besides
         if baseline is not None:
             (tmp / "old").mkdir()
             env = {"PYTHONPATH": str(baseline.resolve())}
             before = servers.enter_context(stack(f"sqlite:///{tmp / 'old' / 'demo.db'}", DEMO.read_bytes(), workers,
                                                  tmp / "old", serve_args=serve_args, serve_env=env))  # fmt: skip
-            old = (before[0], before[2])
+            others.append(("baseline", before[0], before[2]))
+        if uncached:
+            (tmp / "uncached").mkdir()
+            database = f"sqlite:///{tmp / 'uncached' / 'demo.db'}"
+            bare = servers.enter_context(stack(database, DEMO.read_bytes(), workers, tmp / "uncached",
+                                               serve_args=(*serve_args, "--decision-cache=0")))  # fmt: skip
+            others.append(("uncached", bare[0], bare[2]))
         demo = f"sqlite:///{tmp / 'demo.db'}"
         with stack(demo, DEMO.read_bytes(), workers, tmp, serve_args=serve_args) as (address, _store, pid, _):
             # The ceiling answers with the real service's own responses (the same bytes on the wire).
@@ -483,12 +497,11 @@ def vs_ceiling(
                 ]  # fmt: skip
             answers = tmp / "answers.bin"
             ceiling.write_answers(answers, checks, responses)
-            with ceiling_server(answers, workers, tmp) as (dict_address, dict_pid):
+            with ceiling_server(answers, workers, tmp, threads) as (dict_address, dict_pid):
                 for round_ in range(rounds):
                     for method, concurrency, batch in CEILING_ROWS:
                         real = load(address, pid, checks, concurrency, seconds, batch)
                         top = load(dict_address, dict_pid, checks, concurrency, seconds, batch)
-                        prior = load(old[0], old[1], checks, concurrency, seconds, batch) if old else None
                         row = {
                             "round": round_ + 1, "call": method, "concurrency": concurrency, "batch": batch or 1,
                             "authz": real, "ceiling": top,
@@ -497,22 +510,15 @@ def vs_ceiling(
                                 real["server_cpu_ms_per_decision"] / max(top["server_cpu_ms_per_decision"], 1e-9), 3
                             ),
                         }  # fmt: skip
-                        if prior is not None:
-                            row["baseline"] = prior
-                            row["baseline_ratio_decisions_per_s"] = round(
-                                prior["decisions_per_s"] / max(top["decisions_per_s"], 1), 3
-                            )
+                        line = (f"(f) {method:<10} c={concurrency:<3} batch={batch or 1:<3} authz {brief(real)} | "
+                                f"ceiling {brief(top)} | ratio {row['ratio_decisions_per_s']:.2f}x")  # fmt: skip
+                        for label, other_address, other_pid in others:
+                            measured = load(other_address, other_pid, checks, concurrency, seconds, batch)
+                            ratio = round(measured["decisions_per_s"] / max(top["decisions_per_s"], 1), 3)
+                            row[label], row[f"{label}_ratio_decisions_per_s"] = measured, ratio
+                            line += f" | {label} {brief(measured)} ({ratio:.2f}x)"
                         out["rows"].append(row)
-                        print(
-                            f"(f) {method:<10} c={concurrency:<3} batch={batch or 1:<3} authz {brief(real)} | "
-                            f"ceiling {brief(top)} | ratio {row['ratio_decisions_per_s']:.2f}x"
-                            + (
-                                f" | baseline {brief(prior)} ({row['baseline_ratio_decisions_per_s']:.2f}x)"
-                                if prior
-                                else ""
-                            ),
-                            flush=True,
-                        )
+                        print(line, flush=True)
     return out
 
 
@@ -548,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-only", action="store_true", help="only (c): cold start and RSS over the large world")
     parser.add_argument("--rounds", type=int, default=1, help="(f): times each pair of rows is measured")
     parser.add_argument("--baseline-src", type=Path, help="(f): also serve from this copy of src/ (older code)")
+    parser.add_argument("--threads", type=int, default=32, help="(f): threads per process, service and ceiling alike")
+    parser.add_argument(
+        "--uncached", action="store_true", help="(f): also measure a service with its decision cache off"
+    )
     parser.add_argument(
         "--serve-arg", action="append", default=[], help="(f): an extra argument of `authz serve` (repeatable)"
     )
@@ -560,7 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     demo_state, demo_requests = known_requests(demo_doc, 2000)
     if args.vs_ceiling:
         results["vs_ceiling_demo"] = vs_ceiling(
-            demo_requests, args.workers, args.seconds, args.rounds, tuple(args.serve_arg), args.baseline_src
+            demo_requests, args.workers, args.seconds, args.rounds, tuple(args.serve_arg), args.baseline_src,
+            args.threads, args.uncached,
         )  # fmt: skip
         output = args.output if args.output != DEFAULT_OUTPUT else DEFAULT_OUTPUT.with_name("ceiling.json")
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -99,3 +99,18 @@ def test_policies_help_promises_live_reload_only_where_it_happens(command: list[
     (line,) = [line for line in result.output.splitlines() if "--policies" in line]
     assert ("picked up live" in line) is live, line
     assert ("read once" in line) is not live, line
+
+
+def test_serve_threads_sets_the_pool_of_each_process(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --threads N` is each process's gRPC thread pool; 0 is refused naming the option."""
+    from authz import workers
+    from authz.server import ServerConfig
+
+    started: list[ServerConfig] = []
+    monkeypatch.setattr(workers, "serve_one", started.append)
+    result = runner.invoke(main, ["serve", "--threads", "4"])
+    assert result.exit_code == 0, result.output
+    assert [config.max_workers for config in started] == [4]
+    refused = runner.invoke(main, ["serve", "--threads", "0"])
+    assert refused.exit_code == 2
+    assert "--threads" in refused.output

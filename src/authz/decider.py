@@ -122,7 +122,9 @@ class Decider:
             if kept is not None:
                 return kept
         evaluation = _Evaluation(engine, state, request, memo, self.engines.failed, shared)
-        decision = reasons.finish(evaluation.run(), state.revision, engine.policy.version, request.explain)
+        decision = evaluation.run()
+        if decision.revision != state.revision or decision.policy_version != engine.policy.version:
+            decision = reasons.finish(decision, state.revision, engine.policy.version, request.explain)
         if answers is not None and not evaluation.raised:  # a line that raised is counted and logged each time
             answers[key] = decision
         return decision
@@ -228,7 +230,8 @@ class _Evaluation:
         explanation = reasons.explain(action, sub, target.facts, verdict) if r.explain else ""
         return reasons.decision_of(
             r=r, action=action, target=target, sub=sub, verdict=verdict, gate_rules=gate_rules,
-            gate_lines=gate_lines, explanation=explanation,
+            gate_lines=gate_lines, explanation=explanation, revision=self.state.revision,
+            version=self.engine.policy.version,
         )  # fmt: skip
 
 

@@ -58,8 +58,28 @@ class Decision:
     explanation: str = ""
 
 
+# The (subject kind, subject id, action, resource kind, resource id) of requests found well-formed: a
+# request with the same five (most are repeats) is not checked again. Validity is a pure function of
+# them; bounded, emptied when full. Read and written without a lock: a race checks a request twice.
+_WELL_FORMED: set[tuple[str, str, str, str, str]] = set()
+_WELL_FORMED_LIMIT = 8192  # ids are at most 256 characters: a few MB at worst
+
+
 def validate(request: Request, prefix: str = "") -> None:
     """Raise InvalidRequest naming the field of a malformed request (G3: malformed is an error)."""
+    names = (request.subject_kind, request.subject_id, request.action, request.resource_kind, request.resource_id)
+    if names not in _WELL_FORMED:
+        _validate_names(request, prefix)
+        if len(_WELL_FORMED) >= _WELL_FORMED_LIMIT:
+            _WELL_FORMED.clear()
+        _WELL_FORMED.add(names)
+    if request.context:
+        _validate_context(request.context, prefix)
+    if request.min_revision < 0:
+        raise InvalidRequest(f"{prefix}min_revision", "must be 0 or more")
+
+
+def _validate_names(request: Request, prefix: str) -> None:
     if request.subject_kind not in SUBJECT_KINDS:
         raise InvalidRequest(
             f"{prefix}subject.kind", f"{clip(request.subject_kind)} is not one of {', '.join(SUBJECT_KINDS)}"
@@ -76,9 +96,12 @@ def validate(request: Request, prefix: str = "") -> None:
     if not KIND.match(request.resource_kind):
         raise InvalidRequest(f"{prefix}resource.kind", f"{clip(request.resource_kind)} is not a resource kind")
     _check_id(request.resource_id, f"{prefix}resource.id")
-    if len(request.context) > MAX_CONTEXT:
-        raise InvalidRequest(f"{prefix}context", f"has {len(request.context)} entries; the limit is {MAX_CONTEXT}")
-    for key, value in request.context.items():
+
+
+def _validate_context(context: Mapping[str, str], prefix: str) -> None:
+    if len(context) > MAX_CONTEXT:
+        raise InvalidRequest(f"{prefix}context", f"has {len(context)} entries; the limit is {MAX_CONTEXT}")
+    for key, value in context.items():
         if not CONTEXT_KEY.match(key):
             raise InvalidRequest(
                 f"{prefix}context", f"key {clip(key)} is not 1 to 64 of a-z and _ (a name like alias or artifact_type)"
@@ -87,8 +110,6 @@ def validate(request: Request, prefix: str = "") -> None:
             raise InvalidRequest(
                 f"{prefix}context.{key}", f"is {len(value)} characters long; the limit is {MAX_CONTEXT_VALUE}"
             )
-    if request.min_revision < 0:
-        raise InvalidRequest(f"{prefix}min_revision", "must be 0 or more")
 
 
 def _check_id(value: str, field_name: str) -> None:

@@ -78,6 +78,14 @@ class DecisionMetrics:
     def record(self, action: str, allowed: bool) -> None:
         self._decided(action, allowed).inc()
 
+    def record_many(self, outcomes: Iterable[tuple[str, bool]]) -> None:
+        """Many decisions (action, allowed): counted first, then one increment per series."""
+        counts: dict[tuple[str, bool], int] = {}
+        for outcome in outcomes:
+            counts[outcome] = counts.get(outcome, 0) + 1
+        for (action, allowed), count in counts.items():
+            self._decided(action, allowed).inc(count)
+
     def observe(self, method: str, seconds: float) -> None:
         """One call of ``method`` answered in ``seconds`` (``authz_call_seconds``)."""
         child = self._children.get(method)

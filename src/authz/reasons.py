@@ -106,7 +106,11 @@ def decision_of(
     gate_rules: list[str],
     gate_lines: list[str],
     explanation: str,
+    revision: int,
+    version: str,
 ) -> Decision:
+    """The decision the engine's ``verdict`` on ``action`` makes, at ``revision`` of the world and
+    ``version`` of the policy (made whole here: this runs for every decision)."""
     ref = target.facts["ref"]
     if verdict.allowed:
         granted = verdict.granted
@@ -116,6 +120,8 @@ def decision_of(
             reason,
             unique([line.rule for line in granted] + gate_rules),
             unique([line.source for line in granted] + gate_lines),
+            revision=revision,
+            policy_version=version,
             explanation=explanation,
         )
     if verdict.error:
@@ -126,6 +132,8 @@ def decision_of(
             f"denied: {where} failed while deciding {action} ({verdict.error}); failing closed",
             (broken.rule,) if broken is not None else (),
             (broken.source,) if broken is not None else (),
+            revision=revision,
+            policy_version=version,
             explanation=explanation,
         )
     if verdict.missing:
@@ -135,6 +143,8 @@ def decision_of(
             f"denied: {action} reads context value {verdict.missing!r}, which was not given (G7)",
             unique(["G7", *(line.rule for line in readers)]),
             unique([line.source for line in readers]),
+            revision=revision,
+            policy_version=version,
             explanation=explanation,
         )
     if verdict.denied:
@@ -144,6 +154,8 @@ def decision_of(
             + "; ".join(f"{line.rule} denies when {line.cond} ({line.source})" for line in verdict.denied),
             unique([line.rule for line in verdict.denied]),
             unique([line.source for line in verdict.denied]),
+            revision=revision,
+            policy_version=version,
             explanation=explanation,
         )
     roles = ", ".join(sorted(sub["roles"]))
@@ -156,6 +168,8 @@ def decision_of(
         + "".join(f"; {GLOBAL_NOTES[note]}" for note in notes),
         unique(["G1", *notes, *rules]),
         sources,
+        revision=revision,
+        policy_version=version,
         explanation=explanation,
     )
 

@@ -81,13 +81,12 @@ def resource(state: WorldState, kind: str, ident: str) -> Resource | None:
         return None if team is None else Resource({**base, **_team_facts(team)}, Scope(org=team["org"], team=ident))
     if kind == "project":
         project = state.get("project", ident)
-        return None if project is None else _in_project(state, base, project, project)
+        part = None if project is None else _part(state, ident)
+        return None if project is None or part is None else _with_row(state, base, part, project)
     if kind in CONTENT_KINDS:
         row = state.get(kind, ident)
-        if row is None:
-            return None
-        project = state.get("project", row["project"])
-        return None if project is None else _in_project(state, base, project, row)
+        part = None if row is None else _part(state, row["project"])
+        return None if row is None or part is None else _with_row(state, base, part, row)
     if kind in ("model_registry", "registered_model"):
         team_id = ident
         if kind == "registered_model":
@@ -126,6 +125,17 @@ class _ProjectPart:
     scope: Scope
     owner_kind: str
     owner_id: str
+
+
+def _part(state: WorldState, project_id: str) -> _ProjectPart | None:
+    """The shared part of ``project_id``'s resources (None when it or its team is missing): derived once
+    and kept in the state, which drops it when a row it was derived from changes."""
+    parts = state.project_parts
+    if project_id in parts:
+        return parts[project_id]  # type: ignore[no-any-return]
+    project = state.get("project", project_id)
+    part = parts[project_id] = None if project is None else _project_part(state, project)
+    return part
 
 
 def _project_part(state: WorldState, project: Row) -> _ProjectPart | None:
@@ -175,11 +185,6 @@ def _with_row(state: WorldState, base: dict[str, Any], part: _ProjectPart, row: 
     return Resource(facts, part.scope, project=part.head["project"])
 
 
-def _in_project(state: WorldState, base: dict[str, Any], project: Row, row: Row) -> Resource | None:
-    part = _project_part(state, project)
-    return None if part is None else _with_row(state, base, part, row)
-
-
 def resources(state: WorldState, kind: str) -> Iterator[tuple[str, Resource]]:
     """Every resource of ``kind`` that exists, as :func:`resource` gives each, in id order; the
     resources of one project share the work of reading it (for walks over a whole world)."""
@@ -194,13 +199,9 @@ def resources(state: WorldState, kind: str) -> Iterator[tuple[str, Resource]]:
             if found is not None:
                 yield ident, found
         return
-    parts: dict[str, _ProjectPart | None] = {}
     for ident in idents:
         row = state.rows[kind][(ident,)]
-        if row["project"] not in parts:
-            project = state.get("project", row["project"])
-            parts[row["project"]] = None if project is None else _project_part(state, project)
-        part = parts[row["project"]]
+        part = _part(state, row["project"])
         if part is not None:
             yield ident, _with_row(state, {"kind": kind, "id": ident, "ref": f"{kind}:{ident}"}, part, row)
 

@@ -78,6 +78,9 @@ class WorldState:
         # project -> ids of its runs, sweeps, reports, artifacts
         self.content: dict[str, dict[str, set[str]]] = {kind: defaultdict(set) for kind in CONTENT_KINDS}
         self.custom_roles_version = 0  # bumped on every custom-role change; engines remember theirs
+        # What the resolver derives once per project (its facts and scopes, the owning team's members):
+        # kept until the project, its owning team or user, or that team's memberships change (apply).
+        self.project_parts: dict[str, Any] = {}
 
     def get(self, kind: str, ident: str) -> Row | None:
         return self.rows[kind].get((ident,))
@@ -104,6 +107,22 @@ class WorldState:
             self._index(kind, row)
         if kind == "custom_role":
             self.custom_roles_version += 1
+        if self.project_parts:
+            self._forget_parts(kind, row)
+
+    def _forget_parts(self, kind: str, row: Row) -> None:
+        """Drop the derived project facts a change of ``kind`` (to ``row``, by key) may have made stale."""
+        if kind == "project":
+            self.project_parts.pop(row["id"], None)
+            return
+        if kind in {"team", "membership"}:
+            owner = f"team:{row['id'] if kind == 'team' else row['team']}"
+        elif kind == "user":
+            owner = f"user:{row['id']}"
+        else:
+            return
+        for project in self.projects_by_owner.get(owner, ()):
+            self.project_parts.pop(project, None)
 
     def _index(self, kind: str, row: Row) -> None:
         if kind == "membership":

@@ -469,7 +469,8 @@ def vs_ceiling(
     import ceiling
 
     checks = messages(requests)
-    serve_args = ("--threads", str(threads), *serve_args)
+    if threads != 32:  # `serve`'s default; older code (--baseline-src) may not have the option
+        serve_args = ("--threads", str(threads), *serve_args)
     out: dict[str, Any] = {"workers": workers, "threads": threads, "serve_args": list(serve_args), "rows": []}
     with tempfile.TemporaryDirectory() as tmp_name, ExitStack() as servers:
         tmp = Path(tmp_name)

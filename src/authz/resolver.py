@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from authz.state import WorldState
 from store.kinds import CONTENT_KINDS, RESOURCE_KINDS, SUBJECT_KINDS, Row
@@ -41,9 +41,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Where a resource lives: the scopes whose roles count for it."""
+class Scope(NamedTuple):
+    """Where a resource lives: the scopes whose roles count for it (a tuple: hashed on every batch item)."""
 
     org: str = ""
     team: str = ""

@@ -70,12 +70,16 @@ def h2load(port: int, method: str, body: Path, seconds: int, streams: int = 16) 
 def latency(port: int, body: Path, seconds: int, log: Path) -> dict[str, Any]:
     """Check one call at a time (concurrency 1): p50 and p99 of each call's time, from h2load's log."""
     log.unlink(missing_ok=True)
-    subprocess.run(
+    done = subprocess.run(
         ["h2load", "-c", "1", "-m", "1", "-D", str(seconds), "-d", str(body), "--log-file", str(log),
          "-H", "content-type: application/grpc", "-H", "te: trailers", f"http://127.0.0.1:{port}/authz.v1.Authorizer/Check"],
         capture_output=True, check=False,
     )  # fmt: skip
-    times = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())  # microseconds
+    # Columns: start (µs since the epoch), HTTP status (-1: the stream failed), µs until the response ended.
+    rows = [line.split() for line in log.read_text().splitlines() if line.strip()]
+    times = sorted(int(row[2]) for row in rows if row[1] == "200")
+    if done.returncode != 0 or not times:
+        raise RuntimeError(f"h2load (exit {done.returncode}): {len(times)} of {len(rows)} calls answered")
     return {
         "calls": len(times),
         "p50_ms": bench.percentile(times, 0.5) / 1e3,

@@ -108,7 +108,7 @@ def test_serve_threads_sets_the_pool_of_each_process(runner: CliRunner, monkeypa
 
     started: list[ServerConfig] = []
     monkeypatch.setattr(workers, "serve_one", started.append)
-    result = runner.invoke(main, ["serve", "--threads", "4"])
+    result = runner.invoke(main, ["serve", "--threads", "4", "--policies", str(ROOT / "policies")])
     assert result.exit_code == 0, result.output
     assert [config.max_workers for config in started] == [4]
     refused = runner.invoke(main, ["serve", "--threads", "0"])

@@ -232,3 +232,32 @@ def test_workers_log_json_and_serve_metrics_on_consecutive_ports(stack: Stack, t
         assert listening[0]["logger"] == "authz.workers"
     finally:
         server.stop()
+
+
+def test_health_watchers_hold_no_thread() -> None:
+    """grpc's health Watch answers through a callback: the call log and the decode guard (on both
+    services) pass it through, so open watchers never take the threads calls are answered on."""
+    from concurrent import futures
+
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from servicekit.guard import DecodeGuard
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1), interceptors=[logs.CallLog("test"), DecodeGuard()])
+    servicer = health.HealthServicer()
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            watching = [stub.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60) for _ in range(2)]
+            time.sleep(0.5)  # both streams open on the server
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert [next(w).status for w in watching] == [health_pb2.HealthCheckResponse.SERVING] * 2
+            for stream in watching:
+                stream.cancel()
+    finally:
+        server.stop(None)

@@ -6,6 +6,11 @@ corrupted, another message). :class:`DecodeGuard` wraps each method's deserializ
 bytes reach the handler as an :class:`Undecodable` marker, and answers INVALID_ARGUMENT naming
 the message type. For client streams the marker raises :class:`Undecodable` inside the request
 iterator, where the service's error boundary maps it to INVALID_ARGUMENT.
+
+Handlers whose behaviour is non-blocking (grpc's own health ``Watch``: it answers through a
+callback and returns at once) are passed through by every wrapper here and in :mod:`servicekit.logs`:
+a wrapper would make grpc call it the blocking way, and every open stream would then hold one of
+the server's threads (with few threads, a few health watchers would stop all other calls).
 """
 
 from __future__ import annotations
@@ -83,8 +88,16 @@ class HandlerCache:
         return wrapped
 
 
+def non_blocking(handler: Handler) -> bool:
+    """True for a handler whose behaviour answers through a callback (see the module docstring)."""
+    behavior = handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
+    return bool(getattr(behavior, "experimental_non_blocking", False))
+
+
 def _guard(method: str, handler: Handler) -> Handler:
     """``handler`` with a deserializer that never raises and a behaviour that refuses the marker."""
+    if non_blocking(handler):
+        return handler
     deserialize = handler.request_deserializer
     assert deserialize is not None
 

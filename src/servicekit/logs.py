@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import grpc
 
-from servicekit.guard import HandlerCache
+from servicekit.guard import HandlerCache, non_blocking
 from servicekit.text import EscapingFormatter
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ class CallLog(grpc.ServerInterceptor):
         return self._logged.get(handler_call_details.method, handler, self._wrap)
 
     def _wrap(self, method: str, handler: Handler) -> Handler:
+        if non_blocking(handler):  # grpc's health Watch: wrapped, each open stream would hold a thread
+            return handler
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=self._unary(method, handler.unary_unary))  # type: ignore[attr-defined, no-any-return]
         if handler.stream_unary is not None:

@@ -121,6 +121,8 @@ class Decider:
             kept = answers.get(key)
             if kept is not None:
                 return kept
+        if shared is None:  # a gate and its action read the same subject in the same scope: resolve it once
+            shared = _Shared(state)
         evaluation = _Evaluation(engine, state, request, memo, self.engines.failed, shared)
         decision = evaluation.run()
         if decision.revision != state.revision or decision.policy_version != engine.policy.version:

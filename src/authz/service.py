@@ -81,7 +81,7 @@ def request_of(message: pb.CheckRequest) -> Request:
         action=message.action,
         resource_kind=resource.kind,
         resource_id=resource.id,
-        context=dict(context) if context else {},
+        context={key: context[key] for key in context} if context else {},  # faster than dict() on a proto map
         min_revision=message.min_revision,
         explain=message.explain,
     )

@@ -186,12 +186,12 @@ def tree_rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def process(*args: str, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def spawned(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` running (output appended to ``log``) for the block; SIGTERM after, then SIGKILL at 30 s."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "authz.cli", *args], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-            env={**os.environ, "AUTHZ_STORE_TOKEN": TOKEN, **(env or {})},
-        )  # fmt: skip
+            command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     try:
         yield proc
     finally:
@@ -200,6 +200,13 @@ def process(*args: str, log: Path, env: dict[str, str] | None = None) -> Iterato
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextmanager
+def process(*args: str, log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """`authz ARGS...` with the benchmark's store token."""
+    with spawned([sys.executable, "-m", "authz.cli", *args], log, {"AUTHZ_STORE_TOKEN": TOKEN, **(env or {})}) as proc:
+        yield proc
 
 
 @contextmanager
@@ -426,20 +433,11 @@ def http_vs_grpc(
 def ceiling_server(answers: Path, workers: int, tmp: Path, threads: int = 32) -> Iterator[tuple[str, int]]:
     """bench/ceiling.py on a free port with ``workers`` processes of ``threads`` threads: (address, pid)."""
     address = f"127.0.0.1:{free_port()}"
-    with (tmp / "ceiling.log").open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--listen", address, "--answers", str(answers),
-             "--workers", str(workers), "--max-workers", str(threads)], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
+    command = [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--listen", address, "--answers", str(answers),
+               "--workers", str(workers), "--max-workers", str(threads)]  # fmt: skip
+    with spawned(command, tmp / "ceiling.log") as proc:
         wait_serving(address, 60)
         yield address, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def brief(row: dict[str, Any]) -> str:

@@ -140,9 +140,9 @@ class _Evaluation:
         engine: Engine,
         state: WorldState,
         request: Request,
-        memo: dict[tuple[str, str], Decision] | None = None,
-        failed: Callable[[str], None] | None = None,
-        shared: _Shared | None = None,
+        memo: dict[tuple[str, str], Decision] | None,
+        failed: Callable[[str], None] | None,
+        shared: _Shared,
     ) -> None:
         self.engine = engine
         self.failed = failed
@@ -151,14 +151,9 @@ class _Evaluation:
         # Prerequisite decisions already made for this subject at this state (listing many
         # resources of one project asks its project.view once).
         self.memo = memo
-        # Facts already resolved at this state, for the other items of a batch.
+        # Facts already resolved at this state: for a gate and its action, and the other items of a batch.
         self.shared = shared
         self.raised = False  # a line of the policy raised while deciding (the policy is broken)
-
-    def resource(self, kind: str, ident: str) -> resolver.Resource | None:
-        if self.shared is not None:
-            return self.shared.resource(kind, ident)
-        return resolver.resource(self.state, kind, ident)
 
     def run(self) -> Decision:
         r = self.request
@@ -174,7 +169,7 @@ class _Evaluation:
             table = self.state.rows["user" if r.subject_kind == "user" else "service_account"]
             known = (key[0] for key in table)
             return reasons.unknown("subject", r.subject_id, known, f"{r.subject_kind}:")
-        target = self.resource(r.resource_kind, r.resource_id)
+        target = self.shared.resource(r.resource_kind, r.resource_id)
         if target is None:
             return Decision(False, f"denied: unknown resource {r.resource} (G3)", ("G3",))
         return self._decide(r.action, target, depth=0)
@@ -190,7 +185,7 @@ class _Evaluation:
         for needed in self.engine.requires(action):
             on = target
             if not self.engine.applies(needed, target.facts["kind"]):
-                project = self.resource("project", target.project) if target.project else None
+                project = self.shared.resource("project", target.project) if target.project else None
                 if project is None:
                     return Decision(False, f"denied: {action} needs {needed}, which does not apply here")
                 on = project
@@ -218,10 +213,7 @@ class _Evaluation:
                 )
             gate_rules += first.rules
             gate_lines += first.policy_lines
-        if self.shared is not None:
-            sub = self.shared.subject(r.subject_kind, r.subject_id, target)
-        else:
-            sub = resolver.subject(self.state, r.subject_kind, r.subject_id, target)
+        sub = self.shared.subject(r.subject_kind, r.subject_id, target)
         verdict = self.engine.evaluate(sub, target.facts, action, r.context)
         if verdict.error:
             self.raised = True
@@ -238,8 +230,9 @@ class _Evaluation:
 
 
 class _Shared:
-    """Facts resolved once for the items of one batch, at one state: each resource's once, and each
-    subject's once per place it is asked about (the same scope, and whether it is its own user)."""
+    """Facts resolved once for one decision (a gate and the action it guards) or for the items of one
+    batch, at one state: each resource's once, and each subject's once per place it is asked about
+    (the same scope, and whether it is its own user)."""
 
     __slots__ = ("_resources", "_subjects", "state")
 
